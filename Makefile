@@ -1,0 +1,54 @@
+# Transformers, Derived — the whole set-up is `make book`, then `make test`.
+# Every target creates .venv and installs the package first when needed.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+NB     ?= notebooks/*.ipynb
+SANITIZE := tests/nbval_sanitize.cfg
+
+.PHONY: install book test lint unit nbval book-strict lab execute clean
+
+install: $(STAMP)
+
+# torch is pinned here, not in pyproject.toml: this exact version is the small CPU wheel that
+# the offline build machine carries; a looser pin would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0 -e '.[dev]'
+	touch $(STAMP)
+
+book: install
+	$(BIN)/jupyter-book build . --all -W --keep-going
+	@echo "The book is at _build/html/index.html"
+
+test: install lint unit nbval book-strict
+	@echo "All checks passed: ruff, pytest, nbval (strict) and the -W book build."
+
+lint: install
+	$(BIN)/ruff check lib tests benchmarks notebooks
+	$(BIN)/ruff format --check lib tests benchmarks notebooks
+
+unit: install
+	BOOK_SCALE=small $(BIN)/pytest tests -q
+
+# Strict nbval: every notebook re-executed at small scale, every saved text output compared.
+nbval: install
+	BOOK_SCALE=small $(BIN)/pytest --nbval notebooks -q --nbval-current-env \
+		--nbval-sanitize-with $(SANITIZE) --nbval-cell-timeout=900
+
+book-strict: install
+	$(BIN)/jupyter-book build . --all -W --keep-going -q
+
+lab: install
+	$(BIN)/jupyter lab notebooks
+
+# Refresh the saved outputs after changing lib/ or a notebook: make execute [NB=notebooks/01_...ipynb]
+execute: install
+	BOOK_SCALE=small $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.record_timing=False $(NB)
+
+clean:
+	rm -rf _build

@@ -1,0 +1,1 @@
+"""Transformers, Derived: the one implementation of everything the chapters build."""

@@ -1,0 +1,123 @@
+"""Corpora and batches: find and verify a text corpus, split it, and cut it into training windows."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A text corpus the book knows: its file name, checksum, and where a reader can fetch it."""
+
+    filename: str
+    sha256: str
+    url: str | None
+
+
+CORPORA = {
+    "tinyshakespeare": Corpus(
+        "tinyshakespeare.txt",
+        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+    ),
+    "tang_poems": Corpus(
+        "tang_poems.txt",
+        "40bf2e4fae1db0995bf5cd1c730f2267d76bc51e2689fbdb2843bb7420b2551e",
+        None,
+    ),
+}
+
+
+def data_dirs() -> list[Path]:
+    """Folders searched for corpora, in order: `$BOOK_DATA`, the project's `data/`, `../shared/data`."""
+    dirs = [Path(os.environ["BOOK_DATA"])] if os.environ.get("BOOK_DATA") else []
+    return dirs + [ROOT / "data", ROOT.parent / "shared" / "data"]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _download(corpus: Corpus, name: str) -> Path:
+    if corpus.url is None:
+        searched = ", ".join(str(d) for d in data_dirs())
+        raise FileNotFoundError(
+            f"corpus {name!r} ({corpus.filename}) was not found in {searched}, and it has no "
+            "download URL; put the file in one of those folders or point BOOK_DATA at it"
+        )
+    target = ROOT / "data" / corpus.filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".part")
+    print(f"downloading {name} from {corpus.url}")
+    urllib.request.urlretrieve(corpus.url, partial)
+    partial.replace(target)
+    return target
+
+
+def find_corpus(name: str, download: bool = True) -> Path:
+    """The verified path of corpus `name`, downloaded into `data/` if no folder has it."""
+    if name not in CORPORA:
+        raise KeyError(f"unknown corpus {name!r}; the corpora are: {', '.join(sorted(CORPORA))}")
+    corpus = CORPORA[name]
+    found = [d / corpus.filename for d in data_dirs() if (d / corpus.filename).is_file()]
+    if found:
+        path = found[0]
+    elif download:
+        path = _download(corpus, name)
+    else:
+        searched = ", ".join(str(d) for d in data_dirs())
+        raise FileNotFoundError(f"corpus {name!r} ({corpus.filename}) is not in {searched}")
+    digest = _sha256(path)
+    if digest != corpus.sha256:
+        raise ValueError(
+            f"{path} has sha256 {digest}, expected {corpus.sha256}: the file is corrupt or a "
+            "different version; delete it and run again to fetch a fresh copy"
+        )
+    return path
+
+
+def load_text(name: str, download: bool = True) -> str:
+    """The full text of corpus `name` ("tinyshakespeare" or "tang_poems"), checksum verified."""
+    return find_corpus(name, download).read_text(encoding="utf-8")
+
+
+def train_val_split(data, val_fraction: float = 0.1):
+    """Split a sequence by position: the first part trains, the last `val_fraction` validates."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}")
+    cut = int(len(data) * (1.0 - val_fraction))
+    return data[:cut], data[cut:]
+
+
+def lm_batches(
+    ids: torch.Tensor,
+    batch_size: int,
+    seq_len: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless random windows of a token stream: inputs `x` and next-token targets `y`."""
+    if ids.dim() != 1:
+        raise ValueError(f"ids must be a 1-D tensor of token ids, got shape {tuple(ids.shape)}")
+    if batch_size < 1 or seq_len < 1:
+        raise ValueError(f"batch_size and seq_len must be positive, got {batch_size}, {seq_len}")
+    if len(ids) < seq_len + 1:
+        raise ValueError(
+            f"a window needs seq_len + 1 = {seq_len + 1} tokens but the data has {len(ids)}; "
+            "use a shorter seq_len or more data"
+        )
+    offsets = torch.arange(seq_len + 1)
+    while True:
+        starts = torch.randint(len(ids) - seq_len, (batch_size,), generator=generator)
+        windows = ids[starts[:, None] + offsets]  # (batch, seq_len + 1)
+        x, y = windows[:, :-1], windows[:, 1:]
+        yield (x.to(device), y.to(device)) if device is not None else (x, y)

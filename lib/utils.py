@@ -1,0 +1,74 @@
+"""Small helpers every chapter uses: seeds, devices, the book's scale, parameter counts, source display."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+SCALES = ("small", "full")
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (all devices) so a run can be repeated."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """The device to run on: `prefer` if given, else CUDA when available, else CPU."""
+    if prefer is not None:
+        device = torch.device(prefer)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {prefer!r} was asked for, but CUDA is not available here")
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def scale() -> str:
+    """The book's scale: `BOOK_SCALE` if set, else "full" on CUDA and "small" otherwise."""
+    value = os.environ.get("BOOK_SCALE", "").strip().lower()
+    if value:
+        if value not in SCALES:
+            raise ValueError(f"BOOK_SCALE={value!r} is not a scale; set it to one of {SCALES}")
+        return value
+    return "full" if torch.cuda.is_available() else "small"
+
+
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of distinct parameters of `model` (a tied weight is counted once)."""
+    params = {id(p): p for p in model.parameters() if p.requires_grad or not trainable_only}
+    return sum(p.numel() for p in params.values())
+
+
+class Source:
+    """Source code shown as a highlighted block in JupyterLab and in the built book."""
+
+    def __init__(self, code: str, where: str):
+        self.code = code
+        self.where = where
+
+    def _repr_markdown_(self) -> str:
+        return f"*{self.where}*\n\n````python\n{self.code}````\n"
+
+    def __repr__(self) -> str:
+        return f"# {self.where}\n{self.code}"
+
+
+def show_source(obj: object) -> Source:
+    """The source of a function, class or module, labelled with its file and lines."""
+    try:
+        lines, start = inspect.getsourcelines(obj)
+        path = Path(inspect.getsourcefile(obj)).resolve()
+    except (TypeError, OSError) as exc:
+        raise TypeError(f"show_source needs a function, class or module defined in a file: {exc}")
+    root = Path(__file__).resolve().parent.parent
+    name = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+    start = max(start, 1)
+    return Source("".join(lines), f"{name}, lines {start}–{start + len(lines) - 1}")
