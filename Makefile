@@ -28,8 +28,8 @@ test: install lint unit nbval book-strict
 	@echo "All checks passed: ruff, pytest, nbval (strict) and the -W book build."
 
 lint: install
-	$(BIN)/ruff check lib tests benchmarks notebooks
-	$(BIN)/ruff format --check lib tests benchmarks notebooks
+	$(BIN)/ruff check lib tests benchmarks notebooks book/_ext
+	$(BIN)/ruff format --check lib tests benchmarks notebooks book/_ext
 
 unit: install
 	BOOK_SCALE=small $(BIN)/pytest tests -q

@@ -1,11 +1,11 @@
-"""Corpora and batches: find and verify a text corpus, split it, and cut it into training windows."""
+"""Corpora and batches: find and verify a text corpus, split it, cut it into training windows."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,7 @@ CORPORA = {
 
 
 def data_dirs() -> list[Path]:
-    """Folders searched for corpora, in order: `$BOOK_DATA`, the project's `data/`, `../shared/data`."""
+    """Folders searched for corpora, in order: `$BOOK_DATA`, `data/`, `../shared/data`."""
     dirs = [Path(os.environ["BOOK_DATA"])] if os.environ.get("BOOK_DATA") else []
     return dirs + [ROOT / "data", ROOT.parent / "shared" / "data"]
 
@@ -99,13 +99,13 @@ def train_val_split(data, val_fraction: float = 0.1):
 
 
 def lm_batches(
-    ids: torch.Tensor,
-    batch_size: int,
-    seq_len: int,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless random windows of a token stream: inputs `x` and next-token targets `y`."""
+    ids: torch.Tensor, batch_size: int, seq_len: int, seed: int = 0
+) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+    """A function from batch index to random windows of `ids`: inputs `x`, next-token targets `y`.
+
+    Batch `i` depends only on `(seed, i)`, never on which batches came before, so a resumed
+    run, or each process of a distributed one, can ask for exactly the batch it needs.
+    """
     if ids.dim() != 1:
         raise ValueError(f"ids must be a 1-D tensor of token ids, got shape {tuple(ids.shape)}")
     if batch_size < 1 or seq_len < 1:
@@ -116,8 +116,11 @@ def lm_batches(
             "use a shorter seq_len or more data"
         )
     offsets = torch.arange(seq_len + 1)
-    while True:
+
+    def batch(index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed((seed * 1_000_003 + index) % 2**63)
         starts = torch.randint(len(ids) - seq_len, (batch_size,), generator=generator)
         windows = ids[starts[:, None] + offsets]  # (batch, seq_len + 1)
-        x, y = windows[:, :-1], windows[:, 1:]
-        yield (x.to(device), y.to(device)) if device is not None else (x, y)
+        return windows[:, :-1], windows[:, 1:]
+
+    return batch

@@ -1,4 +1,4 @@
-"""Small helpers every chapter uses: seeds, devices, the book's scale, parameter counts, source display."""
+"""Helpers every chapter uses: seeds, devices, the scale, parameter counts, source display."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def show_source(obj: object) -> Source:
         lines, start = inspect.getsourcelines(obj)
         path = Path(inspect.getsourcefile(obj)).resolve()
     except (TypeError, OSError) as exc:
-        raise TypeError(f"show_source needs a function, class or module defined in a file: {exc}")
+        message = f"show_source needs a function, class or module defined in a file: {exc}"
+        raise TypeError(message) from exc
     root = Path(__file__).resolve().parent.parent
     name = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
     start = max(start, 1)

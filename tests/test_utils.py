@@ -24,7 +24,9 @@ def test_get_device_refuses_missing_cuda():
         get_device("cuda")
 
 
-@pytest.mark.parametrize("value, expected", [("small", "small"), ("full", "full"), (" FULL ", "full")])
+@pytest.mark.parametrize(
+    "value, expected", [("small", "small"), ("full", "full"), (" FULL ", "full")]
+)
 def test_scale_follows_book_scale(monkeypatch, value, expected):
     monkeypatch.setenv("BOOK_SCALE", value)
     assert scale() == expected
