@@ -26,7 +26,7 @@ def get_device(prefer: str | None = None) -> torch.device:
     if prefer is not None:
         device = torch.device(prefer)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {prefer!r} was asked for, but CUDA is not available here")
+            raise ValueError(f"device {prefer!r} was asked for, but CUDA is not available here")
         return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -20,7 +20,7 @@ def test_get_device_defaults_to_cpu_without_cuda():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_get_device_refuses_missing_cuda():
-    with pytest.raises(RuntimeError, match="CUDA is not available"):
+    with pytest.raises(ValueError, match="CUDA is not available"):
         get_device("cuda")
 
 
