@@ -1,0 +1,153 @@
+"""Embeddings: token ids to vectors and back (tokens here; positions follow below)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# ---------------------------------------------------------------------------------------------
+# Tokens: an embedding table in, an output projection (optionally the same table) out.
+# ---------------------------------------------------------------------------------------------
+
+
+def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
+    """Raise a clear error unless `input_ids` is an integer tensor of ids in [0, vocab_size)."""
+    if not isinstance(input_ids, torch.Tensor):
+        raise TypeError(f"token ids must be a torch.Tensor, got {type(input_ids).__name__}")
+    if input_ids.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"token ids must be a torch.long (or int32) tensor, got {input_ids.dtype}")
+    if input_ids.numel() == 0:
+        return
+    # Without this check a bad id fails deep inside the lookup (or asynchronously on a GPU);
+    # the price is one host-device sync per call.
+    lo, hi = int(input_ids.min()), int(input_ids.max())
+    if lo < 0 or hi >= vocab_size:
+        raise IndexError(
+            f"token ids must lie in [0, {vocab_size}) for a vocabulary of {vocab_size}, "
+            f"got min id {lo} and max id {hi}; was the text encoded with a different tokenizer?"
+        )
+
+
+class TokenEmbedding(nn.Embedding):
+    """A table of `vocab_size` vectors of size `d_model`, looked up by id (optionally scaled)."""
+
+    def __init__(self, vocab_size: int, d_model: int, scale: bool = False):
+        if vocab_size < 1 or d_model < 1:
+            raise ValueError(
+                f"vocab_size and d_model must be positive, got {vocab_size}, {d_model}"
+            )
+        super().__init__(vocab_size, d_model)
+        # Vaswani et al. (2017, sec. 3.4) multiply by sqrt(d_model) so that the embeddings,
+        # shared with the output layer, are not drowned by the positional encodings added next.
+        self.scale = scale
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Vectors of the tokens: (...,) int ids -> (..., d_model)."""
+        check_token_ids(input_ids, self.num_embeddings)
+        x = super().forward(input_ids)  # row input_ids[i] of self.weight: one-hot @ weight
+        return x * math.sqrt(self.embedding_dim) if self.scale else x
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", scale=sqrt(d_model)" if self.scale else "")
+
+
+class LMHead(nn.Linear):
+    """The output layer: hidden states (..., d_model) -> logits (..., vocab_size)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        vocab_size: int,
+        bias: bool = False,
+        tie_to: nn.Embedding | None = None,
+    ):
+        if vocab_size < 1 or d_model < 1:
+            raise ValueError(
+                f"vocab_size and d_model must be positive, got {vocab_size}, {d_model}"
+            )
+        super().__init__(d_model, vocab_size, bias=bias)
+        if tie_to is not None:
+            # Weight tying (Press & Wolf 2017): logits = h @ E^T with E the input embedding.
+            # nn.Linear keeps its weight as (out, in) = (vocab_size, d_model), as nn.Embedding does.
+            if not isinstance(tie_to, nn.Embedding):
+                raise TypeError(f"tie_to must be an nn.Embedding, got {type(tie_to).__name__}")
+            if tuple(tie_to.weight.shape) != (vocab_size, d_model):
+                raise ValueError(
+                    f"cannot tie an LMHead of (vocab_size, d_model) = ({vocab_size}, {d_model}) "
+                    f"to an embedding of shape {tuple(tie_to.weight.shape)}; they must match"
+                )
+            self.weight = tie_to.weight  # the same Parameter: one tensor, one gradient
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits: (..., d_model) -> (..., vocab_size)."""
+        if hidden.shape[-1] != self.in_features:
+            raise ValueError(
+                f"LMHead expects hidden states with last dimension d_model={self.in_features}, "
+                f"got shape {tuple(hidden.shape)}"
+            )
+        return super().forward(hidden)
+
+
+# ---------------------------------------------------------------------------------------------
+# Positions (chapter 2).
+# ---------------------------------------------------------------------------------------------
+
+
+def sinusoidal_positions(max_seq_len: int, d_model: int) -> torch.Tensor:
+    """The (max_seq_len, d_model) table of Vaswani et al. §3.5: sin on even, cos on odd dims."""
+    positions = torch.arange(max_seq_len, dtype=torch.float32)  # (max_seq_len,)
+    freqs = 1.0 / (10000.0 ** (torch.arange(0, d_model, 2, dtype=torch.float32) / d_model))
+    angles = torch.outer(positions, freqs)  # (max_seq_len, ceil(d_model / 2))
+    # PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model))
+    table = torch.zeros(max_seq_len, d_model)
+    table[:, 0::2] = torch.sin(angles)
+    table[:, 1::2] = torch.cos(angles[:, : d_model // 2])  # odd d_model: one cos fewer than sin
+    return table
+
+
+def check_positions(seq_len: int, start_pos: int, max_seq_len: int) -> None:
+    """Raise a clear error unless positions start_pos .. start_pos+seq_len-1 are < max_seq_len."""
+    end = start_pos + seq_len
+    if end > max_seq_len:
+        raise ValueError(
+            f"a sequence of length {seq_len} from start_pos={start_pos} needs positions up to "
+            f"{end - 1}, but the position table has max_seq_len={max_seq_len} rows; build it "
+            f"(or the model) with max_seq_len >= {end}, or feed shorter sequences"
+        )
+
+
+class SinusoidalPositionalEncoding(nn.Module):
+    """Fixed sinusoidal positions added to token embeddings, as in the original Transformer."""
+
+    def __init__(self, max_seq_len: int, d_model: int):
+        super().__init__()
+        # A non-persistent buffer: it follows .to(device) but, being a formula, not the state dict.
+        self.register_buffer("pe", sinusoidal_positions(max_seq_len, d_model), persistent=False)
+
+    def positions(self, seq_len: int, start_pos: int = 0) -> torch.Tensor:
+        """The encodings (seq_len, d_model) of positions start_pos .. start_pos+seq_len-1."""
+        check_positions(seq_len, start_pos, self.pe.shape[0])
+        return self.pe[start_pos : start_pos + seq_len]
+
+    def forward(self, x: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
+        """x (batch, seq, d_model) plus the encodings of its positions."""
+        return x + self.positions(x.shape[1], start_pos).to(x.dtype)
+
+
+class LearnedPositionalEmbedding(nn.Embedding):
+    """One trained vector per position 0 .. max_seq_len-1, added to token embeddings (BERT, GPT)."""
+
+    def __init__(self, max_seq_len: int, d_model: int):
+        super().__init__(max_seq_len, d_model)  # an embedding table indexed by position
+        nn.init.normal_(self.weight, std=0.02)  # as GPT-2 and BERT initialise theirs
+
+    def positions(self, seq_len: int, start_pos: int = 0) -> torch.Tensor:
+        """The embeddings (seq_len, d_model) of positions start_pos .. start_pos+seq_len-1."""
+        check_positions(seq_len, start_pos, self.weight.shape[0])
+        return self.weight[start_pos : start_pos + seq_len]
+
+    def forward(self, x: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
+        """x (batch, seq, d_model) plus the embeddings of its positions."""
+        return x + self.positions(x.shape[1], start_pos)
