@@ -1,0 +1,82 @@
+"""The command line of `python -m lib.train`: pick a model, its data and preset, and train it.
+
+Each model file in `lib/models/` that can be trained from here defines
+`recipe(data: str | None, preset: str | None, seed: int) -> lib.train.Recipe`;
+`RECIPES` names those files. A chapter that adds a model adds one line here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from lib.train import CheckpointError, TrainConfig, train
+
+RECIPES = {
+    "transformer": "lib.models.transformer",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m lib.train",
+        description="Train one of the book's models with the book's training recipe. "
+        "Metrics go to OUT/metrics.jsonl, checkpoints to OUT/.",
+    )
+    p.add_argument("--model", required=True, choices=sorted(RECIPES), help="which model to train")
+    p.add_argument("--data", help="data set or corpus name; default: the model's own default")
+    p.add_argument(
+        "--preset",
+        help="model size preset; default: chosen from the scale "
+        "(small on CPU, full on CUDA, BOOK_SCALE overrides)",
+    )
+    p.add_argument("--steps", type=int, required=True, help="optimizer steps to train in total")
+    p.add_argument("--out", required=True, help="folder for metrics.jsonl and checkpoints")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from OUT's last checkpoint up to --steps"
+    )
+    p.add_argument("--device", help="cpu, cuda or cuda:N; default: CUDA when available")
+    p.add_argument("--compile", action="store_true", help="compile the model with torch.compile")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights, data and dropout")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        help="steps between checkpoints (default: only at the end)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        module = importlib.import_module(RECIPES[args.model])
+        recipe = module.recipe(args.data, args.preset, args.seed)
+        settings = {**recipe.settings, "steps": args.steps}
+        settings.setdefault("warmup_steps", 0)
+        settings["warmup_steps"] = min(settings["warmup_steps"], args.steps)
+        config = TrainConfig(
+            **settings,
+            out_dir=args.out,
+            resume=args.resume,
+            device=args.device,
+            compile=args.compile,
+            seed=args.seed,
+            checkpoint_every=args.checkpoint_every,
+            progress=not args.no_progress,
+        )
+        records = train(recipe.model, recipe.loss_fn, recipe.batches, config, recipe.val_batches)
+    except (ValueError, KeyError, FileNotFoundError, CheckpointError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"python -m lib.train: error: {message}", file=sys.stderr)
+        return 1
+    final = {k: v for record in records for k, v in record.items()}  # the latest of each metric
+    print(" ".join(f"{k}={final[k]:.4f}" for k in ("loss", "val_loss") if k in final))
+    return 0

@@ -1,0 +1,1 @@
+"""The four models of the book, one file each: transformer, bert, gpt, llama."""

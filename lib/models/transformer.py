@@ -1,0 +1,201 @@
+"""The original encoder–decoder Transformer (Vaswani et al., 2017), assembled from lib's blocks.
+
+Read top to bottom: the config, the model (embeddings, encoder stack, decoder stack, output
+layer), greedy decoding, then the recipe that `python -m lib.train --model transformer` trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from lib.blocks import DecoderBlock, EncoderBlock
+from lib.data import BOS, EOS, PAD, number_words_task
+from lib.embedding import LMHead, SinusoidalPositionalEncoding, TokenEmbedding
+from lib.norm import LayerNorm
+from lib.train import Recipe
+from lib.utils import scale
+
+
+@dataclass
+class TransformerConfig:
+    """Sizes of an encoder–decoder Transformer; the defaults are the paper's base model."""
+
+    src_vocab_size: int = 37000
+    tgt_vocab_size: int = 37000
+    max_seq_len: int = 512
+    d_model: int = 512
+    n_heads: int = 8
+    n_encoder_layers: int = 6
+    n_decoder_layers: int = 6
+    d_ff: int = 2048
+    dropout: float = 0.1
+    norm_first: bool = False  # the paper normalizes after each residual; pre-norm trains easier
+    share_embeddings: bool = True  # one table for source, target and output (paper §3.4)
+    norm_eps: float = 1e-5
+
+    def __post_init__(self):
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
+                "choose n_heads that divides d_model"
+            )
+        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            raise ValueError(
+                f"share_embeddings needs one vocabulary, but src_vocab_size={self.src_vocab_size}"
+                f" and tgt_vocab_size={self.tgt_vocab_size}; set share_embeddings=False"
+            )
+        for name in ("max_seq_len", "n_encoder_layers", "n_decoder_layers", "d_ff"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+
+
+class Transformer(nn.Module):
+    """Encoder–decoder Transformer: `forward(src, tgt_in) -> logits (batch, tgt_len, vocab)`."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        c = self.config = config
+        self.src_embed = TokenEmbedding(c.src_vocab_size, c.d_model, scale=True)
+        self.tgt_embed = (
+            self.src_embed
+            if c.share_embeddings
+            else TokenEmbedding(c.tgt_vocab_size, c.d_model, scale=True)
+        )
+        self.positions = SinusoidalPositionalEncoding(c.max_seq_len, c.d_model)
+        self.dropout = nn.Dropout(c.dropout)
+        block = dict(
+            d_model=c.d_model,
+            n_heads=c.n_heads,
+            d_ff=c.d_ff,
+            dropout=c.dropout,
+            norm_first=c.norm_first,
+            norm_eps=c.norm_eps,
+        )
+        self.encoder = nn.ModuleList(EncoderBlock(**block) for _ in range(c.n_encoder_layers))
+        self.decoder = nn.ModuleList(DecoderBlock(**block) for _ in range(c.n_decoder_layers))
+        # A pre-norm stack leaves its output unnormalized, so it ends with one more norm.
+        self.encoder_norm = LayerNorm(c.d_model, c.norm_eps) if c.norm_first else nn.Identity()
+        self.decoder_norm = LayerNorm(c.d_model, c.norm_eps) if c.norm_first else nn.Identity()
+        tie = self.tgt_embed if c.share_embeddings else None
+        self.lm_head = LMHead(c.d_model, c.tgt_vocab_size, tie_to=tie)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """Xavier-uniform matrices and zero biases; embeddings N(0, 1/d_model), so that after
+        the sqrt(d_model) scaling they have unit variance, like the positional encodings."""
+        for module in self.modules():
+            if isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=module.embedding_dim**-0.5)
+            elif isinstance(module, nn.Linear) and module.weight is not self.tgt_embed.weight:
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
+        """Source ids (batch, src_len) -> memory (batch, src_len, d_model) and its padding mask."""
+        src_mask = (src != PAD)[:, None, None, :]  # (batch, 1, 1, src_len): True = real token
+        x = self.dropout(self.positions(self.src_embed(src)))
+        for block in self.encoder:
+            x = block(x, mask=src_mask)  # padded source tokens are never attended to
+        return self.encoder_norm(x), src_mask
+
+    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor) -> Tensor:
+        """Target ids so far (batch, tgt_len) -> next-token logits (batch, tgt_len, vocab).
+
+        Self-attention is causal (in the block), so a real target position never sees the
+        padding that follows it; cross-attention skips the padded source positions.
+        """
+        x = self.dropout(self.positions(self.tgt_embed(tgt_in)))
+        for block in self.decoder:
+            x = block(x, context=memory, context_mask=src_mask)
+        return self.lm_head(self.decoder_norm(x))
+
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        memory, src_mask = self.encode(src)
+        return self.decode(tgt_in, memory, src_mask)
+
+    @torch.no_grad()
+    def greedy_decode(self, src: Tensor, max_len: int) -> Tensor:
+        """The most likely next token, one at a time: (batch, src_len) -> (batch, <= max_len)."""
+        memory, src_mask = self.encode(src)
+        out = torch.full((src.shape[0], 1), BOS, dtype=torch.long, device=src.device)
+        finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
+        for _ in range(max_len):
+            next_id = self.decode(out, memory, src_mask)[:, -1].argmax(-1)
+            next_id = next_id.masked_fill(finished, PAD)  # nothing after <eos>
+            out = torch.cat([out, next_id[:, None]], dim=1)
+            finished |= next_id == EOS
+            if finished.all():
+                break
+        return out[:, 1:]
+
+
+def translation_loss(model: Transformer, batch: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    """Mean cross-entropy of the next target token, padding excluded."""
+    src, tgt_in, tgt_out = batch
+    logits = model(src, tgt_in)
+    return F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
+
+
+# --- what `python -m lib.train --model transformer` trains -----------------------------------
+
+PRESETS = {
+    "small": dict(
+        d_model=64,
+        n_heads=4,
+        n_encoder_layers=2,
+        n_decoder_layers=2,
+        d_ff=256,
+        dropout=0.0,
+        norm_first=True,
+    ),
+    "base": dict(
+        d_model=512,
+        n_heads=8,
+        n_encoder_layers=6,
+        n_decoder_layers=6,
+        d_ff=2048,
+        dropout=0.1,
+        norm_first=False,
+    ),
+}
+DATASETS = ("number_words",)
+
+
+def recipe(data: str | None, preset: str | None, seed: int = 0) -> Recipe:
+    """The model, loss and data for training from the command line."""
+    data = data or DATASETS[0]
+    if data not in DATASETS:
+        raise KeyError(f"the transformer trains on {', '.join(DATASETS)}, not {data!r}")
+    preset = preset or ("small" if scale() == "small" else "base")
+    if preset not in PRESETS:
+        raise KeyError(f"unknown preset {preset!r}; the presets are {', '.join(PRESETS)}")
+    task = number_words_task(seed=seed)
+    torch.manual_seed(seed)
+    config = TransformerConfig(
+        src_vocab_size=len(task.vocab),
+        tgt_vocab_size=len(task.vocab),
+        max_seq_len=16,
+        **PRESETS[preset],
+    )
+    test = task.tensors(task.test)
+    return Recipe(
+        model=Transformer(config),
+        loss_fn=translation_loss,
+        batches=task.batches(batch_size=64, seed=seed),
+        val_batches=lambda i: test,
+        settings=dict(
+            lr=3e-3 if preset == "small" else 5e-4,
+            warmup_steps=100,
+            weight_decay=0.01,
+            betas=(0.9, 0.98),
+            eval_every=200,
+            eval_batches=1,
+        ),
+    )
