@@ -109,6 +109,8 @@ def sinusoidal_positions(max_seq_len: int, d_model: int) -> torch.Tensor:
 
 def check_positions(seq_len: int, start_pos: int, max_seq_len: int) -> None:
     """Raise a clear error unless positions start_pos .. start_pos+seq_len-1 are < max_seq_len."""
+    if start_pos < 0:  # a negative start would index the table from its end, silently
+        raise ValueError(f"start_pos must be >= 0, got start_pos={start_pos}")
     end = start_pos + seq_len
     if end > max_seq_len:
         raise ValueError(

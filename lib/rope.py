@@ -51,7 +51,9 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, positions: Tensor | None = N
             )
         cos, sin = cos[:seq_len], sin[:seq_len]  # (seq, head_dim)
     else:
-        last = int(positions.max())
+        first, last = int(positions.min()), int(positions.max())
+        if first < 0:  # a negative index would wrap to the end of the cache, silently
+            raise ValueError(f"RoPE positions must be >= 0, got position {first}")
         if last >= n_positions:
             raise ValueError(
                 f"position {last} is past the RoPE cache of {n_positions} positions "
@@ -82,6 +84,8 @@ class RotaryEmbedding(nn.Module):
         """Rotate x (batch, n_heads, seq, head_dim) to `positions`, else to start_pos + 0, 1, ..."""
         if positions is not None:
             return apply_rope(x, self.cos, self.sin, positions)
+        if start_pos < 0:
+            raise ValueError(f"start_pos must be >= 0, got start_pos={start_pos}")
         end = start_pos + x.shape[-2]
         if end > self.max_seq_len:
             raise ValueError(

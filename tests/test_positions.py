@@ -47,3 +47,11 @@ def test_past_max_seq_len_says_what_to_change(module):
         module(torch.randn(1, 9, 4))
     with pytest.raises(ValueError, match="start_pos=6 needs positions up to 8, .* >= 9"):
         module(torch.randn(1, 3, 4), start_pos=6)
+
+
+@pytest.mark.parametrize(
+    "module", [LearnedPositionalEmbedding(8, 4), SinusoidalPositionalEncoding(8, 4)]
+)
+def test_negative_start_pos_is_an_error_not_a_wrap(module):
+    with pytest.raises(ValueError, match="start_pos must be >= 0, got start_pos=-5"):
+        module(torch.randn(1, 2, 4), start_pos=-5)  # would silently read rows 3 and 4

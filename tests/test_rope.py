@@ -142,5 +142,9 @@ def test_errors_say_what_to_change():
         rope(torch.randn(1, 1, 2, 4), positions=torch.tensor([3, 8]))
     with pytest.raises(ValueError, match="longer than the RoPE cache of 8 positions"):
         apply_rope(torch.randn(1, 1, 9, 4), rope.cos, rope.sin)
+    with pytest.raises(ValueError, match="positions must be >= 0, got position -1"):
+        rope(torch.randn(1, 1, 2, 4), positions=torch.tensor([-1, 0]))  # would wrap to 7
+    with pytest.raises(ValueError, match="start_pos must be >= 0, got start_pos=-1"):
+        rope(torch.randn(1, 1, 2, 4), start_pos=-1)
     with pytest.raises(ValueError, match="cannot hold n_heads=4 heads"):
         permute_to_hf(torch.randn(12, 3), n_heads=4)
