@@ -15,6 +15,7 @@ from lib.train import CheckpointError, TrainConfig, train
 
 RECIPES = {
     "transformer": "lib.models.transformer",
+    "gpt": "lib.models.gpt",
 }
 
 
