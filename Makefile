@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 NB     ?= notebooks/*.ipynb
 SANITIZE := tests/nbval_sanitize.cfg
 
-.PHONY: install book test lint unit nbval book-strict lab execute clean
+.PHONY: install book test lint unit nbval book-strict lab execute bench clean
 
 install: $(STAMP)
 
@@ -49,6 +49,12 @@ lab: install
 execute: install
 	BOOK_SCALE=small $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.record_timing=False $(NB)
+
+# Side-by-side measurements (ratios, one run each); each script writes benchmarks/results/*.md
+bench: install
+	$(BIN)/python benchmarks/attention.py
+	$(BIN)/python benchmarks/norms.py
+	$(BIN)/python benchmarks/shakespeare_char.py
 
 clean:
 	rm -rf _build
