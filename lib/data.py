@@ -59,7 +59,14 @@ def _download(corpus: Corpus, name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".part")
     print(f"downloading {name} from {corpus.url}")
-    urllib.request.urlretrieve(corpus.url, partial)
+    try:
+        urllib.request.urlretrieve(corpus.url, partial)
+    except OSError as exc:  # no network, DNS failure, HTTP error
+        searched = ", ".join(str(d) for d in data_dirs())
+        raise FileNotFoundError(
+            f"corpus {name!r} is not in {searched} and downloading it from {corpus.url} failed "
+            f"({exc}); put {corpus.filename} in one of those folders or point BOOK_DATA at it"
+        ) from exc
     partial.replace(target)
     return target
 

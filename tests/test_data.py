@@ -73,3 +73,14 @@ def test_lm_batches_depend_only_on_seed_and_index():
 def test_lm_batches_bad_inputs(ids, batch, seq, message):
     with pytest.raises(ValueError, match=message):
         lm_batches(ids, batch, seq)
+
+
+def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
+    def offline(url, filename):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(data, "data_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(data, "ROOT", tmp_path)
+    monkeypatch.setattr(data.urllib.request, "urlretrieve", offline)
+    with pytest.raises(FileNotFoundError, match="downloading it from https://.* failed"):
+        find_corpus("tinyshakespeare")
