@@ -1,8 +1,14 @@
+import lzma
+import os
+import shutil
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from lib import data
-from lib.data import find_corpus, lm_batches, load_text, train_val_split
+from lib.data import find_corpus, lm_batches, load_bytes, load_text, train_val_split
 
 
 def test_load_text_verifies_known_corpora():
@@ -12,10 +18,52 @@ def test_load_text_verifies_known_corpora():
     poems = load_text("tang_poems")
     assert len(poems) == 1_985_255
     assert len(set(poems)) == 6_682
+    assert load_text("sst2/test").splitlines()[0] == "sentence\tlabel"
+    assert load_text("chnsenticorp").splitlines()[0] == "label,review"
+
+
+CLONE_CHECK = """
+import socket, sys
+
+def no_network(*args, **kwargs):
+    raise OSError("network used")
+
+socket.socket.connect = socket.create_connection = no_network
+from lib import data
+assert data.ROOT.as_posix() == sys.argv[1], data.ROOT
+for name in data.CORPORA:
+    assert data.find_corpus(name).is_relative_to(data.ROOT / "data"), name
+    data.load_bytes(name)
+print(len(data.CORPORA))
+"""
+
+
+def test_every_corpus_loads_in_a_bare_clone_offline(tmp_path):
+    """A clone with no ../shared beside it, no BOOK_DATA and no network finds every corpus."""
+    clone = tmp_path / "clone"
+    shutil.copytree(data.ROOT / "lib", clone / "lib")
+    shutil.copytree(data.ROOT / "data", clone / "data")
+    env = {k: v for k, v in os.environ.items() if k not in ("BOOK_DATA", "PYTHONPATH")}
+    result = subprocess.run(
+        [sys.executable, "-c", CLONE_CHECK, clone.as_posix()],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(len(data.CORPORA))
+    assert not (tmp_path / "shared").exists()
+
+
+def test_shipped_corpora_are_compressed_in_data():
+    for corpus in data.CORPORA.values():
+        assert (data.ROOT / "data" / f"{corpus.filename}.xz").is_file(), corpus.filename
 
 
 def test_unknown_corpus_lists_what_exists():
-    with pytest.raises(KeyError, match="tang_poems, tinyshakespeare"):
+    with pytest.raises(KeyError, match="chnsenticorp, sst2/dev"):
         load_text("wikipedia")
 
 
@@ -26,20 +74,32 @@ def test_checksum_mismatch_is_a_clear_error(tmp_path, monkeypatch):
         load_text("tinyshakespeare")
 
 
-def test_book_data_comes_first(tmp_path, monkeypatch):
-    copy = tmp_path / "tinyshakespeare.txt"
-    copy.write_bytes(find_corpus("tinyshakespeare").read_bytes())
+def test_corrupt_xz_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "tinyshakespeare.txt.xz").write_bytes(b"not xz at all")
+    monkeypatch.setenv("BOOK_DATA", str(tmp_path))
+    with pytest.raises(ValueError, match="not a valid xz file"):
+        load_text("tinyshakespeare")
+
+
+def test_book_data_comes_first_plain_or_compressed(tmp_path, monkeypatch):
+    plain = tmp_path / "tinyshakespeare.txt"
+    plain.write_bytes(load_bytes("tinyshakespeare"))
+    dev = load_bytes("sst2/dev")
     monkeypatch.setenv("BOOK_DATA", str(tmp_path))
     assert data.data_dirs()[0] == tmp_path
-    assert find_corpus("tinyshakespeare") == copy
+    assert find_corpus("tinyshakespeare") == plain
+    assert len(load_text("tinyshakespeare")) == 1_115_394
+    packed = tmp_path / "sst2" / "dev.tsv.xz"
+    packed.parent.mkdir()
+    packed.write_bytes(lzma.compress(dev))
+    assert find_corpus("sst2/dev") == packed
+    assert load_bytes("sst2/dev") == dev
 
 
-def test_missing_corpus_without_download(tmp_path, monkeypatch):
+def test_missing_corpus_names_the_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "data_dirs", lambda: [tmp_path])
-    with pytest.raises(FileNotFoundError, match="is not in"):
-        find_corpus("tinyshakespeare", download=False)
-    with pytest.raises(FileNotFoundError, match="no download URL"):
-        find_corpus("tang_poems")
+    with pytest.raises(FileNotFoundError, match="git checkout data"):
+        find_corpus("tinyshakespeare")
 
 
 def test_train_val_split_by_position():
@@ -75,14 +135,3 @@ def test_lm_batches_depend_only_on_seed_and_index():
 def test_lm_batches_bad_inputs(ids, batch, seq, message):
     with pytest.raises(ValueError, match=message):
         lm_batches(ids, batch, seq)
-
-
-def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
-    def offline(url, filename):
-        raise OSError("network is unreachable")
-
-    monkeypatch.setattr(data, "data_dirs", lambda: [tmp_path])
-    monkeypatch.setattr(data, "ROOT", tmp_path)
-    monkeypatch.setattr(data.urllib.request, "urlretrieve", offline)
-    with pytest.raises(FileNotFoundError, match="downloading it from https://.* failed"):
-        find_corpus("tinyshakespeare")

@@ -233,7 +233,7 @@ def test_hf_bpe_trains_and_round_trips():
 
 def test_hf_bpe_learns_the_same_merges_as_ours():
     try:
-        text = load_text("tinyshakespeare", download=False)[:50_000]
+        text = load_text("tinyshakespeare")[:50_000]
     except FileNotFoundError:
         pytest.skip("Tiny Shakespeare is not available offline here")
     ours, hf = BPETokenizer.train(text, vocab_size=400), train_hf_bpe(text, vocab_size=400)
