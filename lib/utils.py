@@ -62,7 +62,12 @@ class Source:
 
 
 def show_source(obj: object) -> Source:
-    """The source of a function, class or module, labelled with its file and lines."""
+    """The source of a function, class or module, labelled with its file and lines.
+
+    Decorated functions are unwrapped (`@torch.no_grad()` would otherwise show torch's wrapper),
+    and the label is a path inside the repository, or a bare file name, never a machine path.
+    """
+    obj = inspect.unwrap(obj) if callable(obj) else obj
     try:
         lines, start = inspect.getsourcelines(obj)
         path = Path(inspect.getsourcefile(obj)).resolve()
@@ -70,6 +75,10 @@ def show_source(obj: object) -> Source:
         message = f"show_source needs a function, class or module defined in a file: {exc}"
         raise TypeError(message) from exc
     root = Path(__file__).resolve().parent.parent
-    name = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+    if path.is_relative_to(root) and "site-packages" not in path.parts:
+        name = path.relative_to(root).as_posix()
+    else:  # an installed package: name the file by its module, as an import would
+        module = inspect.getmodule(obj)
+        name = module.__name__.replace(".", "/") + ".py" if module else path.name
     start = max(start, 1)
     return Source("".join(lines), f"{name}, lines {start}–{start + len(lines) - 1}")

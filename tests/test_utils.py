@@ -63,6 +63,18 @@ def test_show_source_labels_file_and_lines():
     assert repr(source).startswith("# lib/utils.py")
 
 
+def test_show_source_unwraps_decorators():
+    from lib.models.transformer import Transformer
+
+    source = show_source(Transformer.greedy_decode)
+    assert source.where.startswith("lib/models/transformer.py, lines ")
+    assert "def greedy_decode(" in source.code
+
+
+def test_show_source_never_prints_a_machine_path():
+    assert show_source(pytest.raises).where.startswith("_pytest/raises.py, lines ")
+
+
 def test_show_source_rejects_builtins():
     with pytest.raises(TypeError, match="defined in a file"):
         show_source(len)
