@@ -61,6 +61,7 @@ bench: install
 	$(BIN)/python benchmarks/attention.py
 	$(BIN)/python benchmarks/norms.py
 	$(BIN)/python benchmarks/shakespeare_char.py
+	$(BIN)/python benchmarks/numerics_profiles.py
 
 clean:
 	rm -rf _build
