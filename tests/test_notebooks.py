@@ -1,4 +1,8 @@
-"""Saved notebooks are what a reader sees: executed in order, no errors, no machine paths."""
+"""Saved notebooks are what a reader sees: executed in order, no errors, no machine paths.
+
+They are also what strict nbval compares on every machine, so no saved output may carry a
+negative zero: whether a tiny result rounds to `-0.` or `0.` depends on the CPU's kernels.
+"""
 
 import json
 import re
@@ -10,11 +14,22 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 MACHINE_PATH = re.compile(rf"({re.escape(str(ROOT.parent))}/|/tmp/|/root/|/home/[^/\s]+/)")
 TOC = (ROOT / "_toc.yml").read_text()
+NEGATIVE_ZERO = re.compile(r"(?<![\w.])-0\.0*(?![0-9])")
 
 
 def code_cells(path: Path) -> list[dict]:
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     return [c for c in cells if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+
+
+@pytest.mark.parametrize("text", ["[-0.   1.5]", "-0.0", "x = -0.000,", "-0.0e+00"])
+def test_negative_zero_is_recognised(text):
+    assert NEGATIVE_ZERO.search(text)
+
+
+@pytest.mark.parametrize("text", ["-0.5", "-0.01", "10-0.5", "0.", "v1.-0"])
+def test_other_numbers_are_not_negative_zero(text):
+    assert NEGATIVE_ZERO.search(text) is None
 
 
 def test_there_are_notebooks():
@@ -36,6 +51,8 @@ def test_notebook_outputs_hold_no_errors_or_machine_paths(path):
             text = "".join(out.get("text", "")) + "".join(out.get("data", {}).get("text/plain", ""))
             found = MACHINE_PATH.search(text)
             assert found is None, f"{path.name} cell {i} prints a path of this machine: {found[0]}"
+            zero = NEGATIVE_ZERO.search(text)
+            assert zero is None, f"{path.name} cell {i} prints a negative zero: {zero[0]!r}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
