@@ -39,8 +39,8 @@ class TokenEmbedding(nn.Embedding):
                 f"vocab_size and d_model must be positive, got {vocab_size}, {d_model}"
             )
         super().__init__(vocab_size, d_model)
-        # Vaswani et al. (2017, sec. 3.4) multiply by sqrt(d_model) so that the embeddings,
-        # shared with the output layer, are not drowned by the positional encodings added next.
+        # Vaswani et al. (2017, sec. 3.4) multiply by sqrt(d_model) and give no reason; the usual
+        # one (not the paper's): it brings std-1/sqrt(d) entries to the size of the positions.
         self.scale = scale
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -143,7 +143,7 @@ class LearnedPositionalEmbedding(nn.Embedding):
 
     def __init__(self, max_seq_len: int, d_model: int):
         super().__init__(max_seq_len, d_model)  # an embedding table indexed by position
-        nn.init.normal_(self.weight, std=0.02)  # as GPT-2 and BERT initialise theirs
+        nn.init.normal_(self.weight, std=0.02)  # BERT's and HF GPT-2's; OpenAI's GPT-2 used 0.01
 
     def positions(self, seq_len: int, start_pos: int = 0) -> torch.Tensor:
         """The embeddings (seq_len, d_model) of positions start_pos .. start_pos+seq_len-1."""
