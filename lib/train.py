@@ -104,8 +104,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
     Decay shrinks a weight toward zero every step. That regularizes the matrices that mix
     features, but for a bias or a norm's gain it only drags a learned offset or scale toward a
-    worse value, and for an embedding it shrinks the rows of rare tokens, which get a gradient
-    only when they appear, far more than the rows of common ones.
+    worse value (a gain toward 0, not 1). Embeddings are left undecayed by convention (minGPT);
+    in an untied table rare tokens' rows, seldom updated, would shrink most. nanoGPT decays them.
     """
     no_decay = set()
     for module in model.modules():
