@@ -65,7 +65,7 @@ def show_source(obj: object) -> Source:
     """The source of a function, class or module, labelled with its file and lines.
 
     Decorated functions are unwrapped (`@torch.no_grad()` would otherwise show torch's wrapper),
-    and the label is a path inside the repository, or a bare file name, never a machine path.
+    and the label is a path inside the repository or, for an installed package, its module path.
     """
     obj = inspect.unwrap(obj) if callable(obj) else obj
     try:
