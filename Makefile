@@ -55,6 +55,7 @@ lab: install
 execute: install
 	BOOK_SCALE=small $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.record_timing=False $(NB)
+	$(BIN)/python tests/tidy_outputs.py $(NB)
 
 # Side-by-side measurements (ratios, one run each); each script writes benchmarks/results/*.md
 bench: install

@@ -1,14 +1,26 @@
 """Figures the chapters share: heatmaps (attention weights, positional encodings) and line plots
-(loss curves, learning-rate schedules). Each returns its Axes and never calls plt.show()."""
+(loss curves, learning-rate schedules). Each returns its Axes and never calls plt.show().
+
+`sharp_figures()` makes a notebook show its figures as PNGs drawn at twice their size, so they
+stay sharp on high-DPI screens; `figure_png` is the formatter it installs."""
 
 from __future__ import annotations
 
+import io
+import struct
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+
+# PNG text keys the book's browser check reads (tests/test_browser.py): how many PNG pixels make
+# one CSS pixel, and the figure's smallest text in CSS pixels when shown at its own size.
+ZOOM_KEY = "Book zoom"
+SMALLEST_TEXT_KEY = "Book smallest text px"
 
 
 def _to_numpy(values) -> np.ndarray:
@@ -69,3 +81,42 @@ def line_plot(
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3)
     return ax
+
+
+def smallest_text_pt(fig: Figure) -> float | None:
+    """The font size in points of the smallest visible, non-empty text of `fig` (None if none)."""
+    sizes = [
+        t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()
+    ]
+    return min(sizes, default=None)
+
+
+def figure_png(fig: Figure, zoom: int = 2) -> tuple[bytes, dict]:
+    """`fig` as a PNG drawn at `zoom` times its size, and the display metadata that shows it at 1x.
+
+    The PNG's text chunks record `zoom` and the smallest text in CSS pixels at 1x (a point is
+    fig.dpi / 72 pixels), so a page that shrinks the image can be checked for unreadable text.
+    """
+    smallest = smallest_text_pt(fig)
+    smallest_px = "none" if smallest is None else f"{smallest * fig.dpi / 72:.2f}"
+    canvas = io.BytesIO()
+    fig.canvas.print_figure(
+        canvas,
+        format="png",
+        dpi=zoom * fig.dpi,
+        bbox_inches="tight",
+        metadata={ZOOM_KEY: str(zoom), SMALLEST_TEXT_KEY: smallest_px},
+    )
+    png = canvas.getvalue()
+    width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk opens every PNG
+    return png, {"width": width // zoom, "height": height // zoom}
+
+
+def sharp_figures() -> None:
+    """In a Jupyter kernel, show every matplotlib figure through `figure_png` (else do nothing)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        return
+    shell.display_formatter.formatters["image/png"].for_type(Figure, figure_png)

@@ -1,3 +1,5 @@
+import io
+
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
@@ -42,3 +44,19 @@ def test_line_plot_of_losses():
     ax = line_plot({"lr": [0, 1, 2, 3]}, {"lr": [0.0, 1.0, 0.5, 0.1]}, xlabel="step")
     assert ax.get_xlabel() == "step"
     ax.figure.canvas.draw()  # renders without error
+
+
+def test_figure_png_is_drawn_at_twice_its_display_size_and_records_its_smallest_text():
+    from PIL import Image
+
+    from lib.plot import SMALLEST_TEXT_KEY, ZOOM_KEY, figure_png
+
+    fig, ax = plt.subplots(figsize=(4, 3), dpi=100)
+    ax.set_title("title", fontsize=14)
+    ax.set_xlabel("x", fontsize=7)
+    png, metadata = figure_png(fig)
+    image = Image.open(io.BytesIO(png))
+    assert image.size == (2 * metadata["width"], 2 * metadata["height"])
+    assert 300 < metadata["width"] <= 400  # 4 inches at 100 dpi, trimmed to the drawn area
+    assert image.text[ZOOM_KEY] == "2"
+    assert float(image.text[SMALLEST_TEXT_KEY]) == pytest.approx(7 * 100 / 72, abs=0.01)
