@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 NB     ?= notebooks/*.ipynb
 SANITIZE := tests/nbval_sanitize.cfg
 
-.PHONY: install book test lint unit nbval book-strict lab execute bench clean
+.PHONY: install book test lint unit nbval book-strict browser lab execute bench clean
 
 install: $(STAMP)
 
@@ -24,15 +24,15 @@ book: install
 	$(BIN)/jupyter-book build . --all -W --keep-going
 	@echo "The book is at _build/html/index.html"
 
-test: install lint unit nbval book-strict
-	@echo "All checks passed: ruff, pytest, nbval (strict) and the -W book build."
+test: install lint unit nbval book-strict browser
+	@echo "All checks passed: ruff, pytest, nbval (strict), the -W book build and the browser check."
 
 lint: install
 	$(BIN)/ruff check lib tests benchmarks notebooks book/_ext
 	$(BIN)/ruff format --check lib tests benchmarks notebooks book/_ext
 
 unit: install
-	BOOK_SCALE=small $(BIN)/pytest tests -q
+	BOOK_SCALE=small $(BIN)/pytest tests -q --ignore=tests/browser
 
 # Strict nbval: every notebook re-executed at small scale, every saved text output compared,
 # twice: natively, then under a second numerics profile (other CPU kernels, one thread; see
@@ -47,6 +47,12 @@ nbval: install
 
 book-strict: install
 	$(BIN)/jupyter-book build . --all -W --keep-going -q
+
+# Every page of the built book opened in headless Chromium (tests/browser/test_pages.py);
+# screenshots of each page's first screen land in _build/screenshots/.
+browser: install
+	@if command -v chromium >/dev/null; then $(BIN)/pytest tests/browser -q; \
+	else echo "Skipped the browser check: no chromium (Debian: apt-get install chromium fonts-noto-cjk)"; fi
 
 lab: install
 	$(BIN)/jupyter lab notebooks
