@@ -119,4 +119,7 @@ def sharp_figures() -> None:
     shell = get_ipython()
     if shell is None:
         return
+    # The inline backend registers its own PNG formatter when it loads, at the first figure:
+    # load it now, so that it cannot replace this one later.
+    plt.close(plt.figure())
     shell.display_formatter.formatters["image/png"].for_type(Figure, figure_png)
