@@ -1,10 +1,13 @@
-"""Helpers every chapter uses: seeds, devices, the scale, parameter counts, source display."""
+"""Helpers every chapter uses: seeds, devices, the scale, parameter counts, source display, and
+lists printed to fit the book's column."""
 
 from __future__ import annotations
 
 import inspect
 import os
 import random
+import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +85,22 @@ def show_source(obj: object) -> Source:
         name = module.__name__.replace(".", "/") + ".py" if module else path.name
     start = max(start, 1)
     return Source("".join(lines), f"{name}, lines {start}–{start + len(lines) - 1}")
+
+
+def text_columns(text: str) -> int:
+    """Columns `text` takes in a monospaced block: a wide (e.g. Chinese) character takes two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def print_wrapped(label: str, items: Sequence, width: int = 100) -> None:
+    """Print `label` and the list `items` as `label [a, b, ...]`, in lines of at most `width`
+    columns (`text_columns`), broken between items; a line that wraps is indented by four."""
+    line = f"{label} [" if label else "["
+    for k, item in enumerate(items):
+        piece = repr(item) + ("," if k < len(items) - 1 else "]")
+        if line.endswith("[") or text_columns(line) + 1 + text_columns(piece) <= width:
+            line += piece if line.endswith("[") else " " + piece
+        else:
+            print(line)
+            line = "    " + piece
+    print(line if items else line + "]")

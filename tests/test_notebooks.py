@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lib.utils import text_columns
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 MACHINE_PATH = re.compile(rf"({re.escape(str(ROOT.parent))}/|/tmp/|/root/|/home/[^/\s]+/)")
@@ -88,9 +90,8 @@ def test_the_colab_set_up_cell_does_nothing_where_the_book_is_installed(monkeypa
 
 def output_text(out: dict) -> str:
     data = out.get("data", {})
-    return "".join(out.get("text", "")) + "".join(
-        "".join(data.get(kind, "")) for kind in ("text/plain", "text/markdown")
-    )
+    kinds = [out.get("text", "")] + [data.get(kind, "") for kind in ("text/plain", "text/markdown")]
+    return "\n".join("".join(text) for text in kinds)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -108,11 +109,13 @@ def test_streams_are_saved_as_a_reader_sees_them(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_printed_lines_fit_the_column(path):
     """Code is held to 100 characters by ruff; printed output is held to the same here, the
-    width the book's column shows without scrolling (book/_static/book.css)."""
+    width the book's column shows without scrolling (book/_static/book.css), a Chinese character
+    counting as two."""
     for i, cell in enumerate(code_cells(path)):
         for out in cell.get("outputs", []):
             for line in output_text(out).splitlines():
-                assert len(line) <= 100, f"{path.name} cell {i} prints {len(line)} chars: {line}"
+                wide = text_columns(line)
+                assert wide <= 100, f"{path.name} cell {i} prints {wide} columns: {line}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -78,3 +78,17 @@ def test_show_source_never_prints_a_machine_path():
 def test_show_source_rejects_builtins():
     with pytest.raises(TypeError, match="defined in a file"):
         show_source(len)
+
+
+def test_print_wrapped_breaks_between_items_and_counts_wide_characters_twice(capsys):
+    from lib.utils import print_wrapped, text_columns
+
+    assert text_columns("ab") == 2 and text_columns("歌辞") == 4
+    print_wrapped("tokens:", ["歌辞"] * 12, width=40)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("tokens: ['歌辞',") and lines[-1].endswith("'歌辞']")
+    assert all(text_columns(line) <= 40 for line in lines) and len(lines) == 3
+    assert all(line.startswith("    '") for line in lines[1:])
+    assert eval("[" + "".join(line.split("[", 1)[-1] for line in lines)) == ["歌辞"] * 12
+    print_wrapped("none:", [])
+    assert capsys.readouterr().out == "none: []\n"

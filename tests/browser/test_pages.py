@@ -188,7 +188,7 @@ def image_problems(image: dict) -> list[str]:
     alt = image["alt"].strip()
     if not image["figure"]:
         return []
-    if not alt or re.search(r"[/\\]|\.(png|svg|jpe?g)$", alt):
+    if not alt or re.fullmatch(r"\S+\.(png|svg|jpe?g)", alt):
         return [f"figure without alt text (alt={alt!r}): {src}"]
     chunks = png_text(HTML / urlparse(src).path.lstrip("/"))
     if "Book zoom" not in chunks:
