@@ -69,6 +69,7 @@ bench: install
 	$(BIN)/python benchmarks/norms.py
 	$(BIN)/python benchmarks/shakespeare_char.py
 	$(BIN)/python benchmarks/numerics_profiles.py
+	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
 	rm -rf _build

@@ -55,3 +55,19 @@ def test_bfloat16_module_returns_bfloat16_close_to_float32(norm):
     assert out.dtype == torch.bfloat16
     expected = norm.float()(x.bfloat16().float())
     torch.testing.assert_close(out.float(), expected, atol=0.02, rtol=0.01)
+
+
+def test_blocks_and_models_run_pytorchs_norm_modules():
+    """The fast path by default: lib.norm's layers, written from the definitions, are the
+    references the fused modules are tested against above; the models use PyTorch's."""
+    from lib.blocks import make_norm
+    from lib.models.gpt import GPT, GPTConfig
+    from lib.models.transformer import Transformer, TransformerConfig
+
+    assert type(make_norm("rmsnorm", 8, 1e-6, bias=False)) is nn.RMSNorm
+    gpt = GPT(GPTConfig(vocab_size=11, max_seq_len=8, d_model=16, n_layers=2, n_heads=2))
+    small = dict(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32)
+    transformer = Transformer(TransformerConfig(20, 20, 8, norm_first=True, **small))
+    for model in (gpt, transformer):
+        norms = [m for m in model.modules() if "Norm" in type(m).__name__]
+        assert norms and all(type(m) is nn.LayerNorm for m in norms), {type(m) for m in norms}

@@ -20,10 +20,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from lib.attention import KVCache
-from lib.blocks import DecoderBlock
+from lib.blocks import DecoderBlock, make_norm
 from lib.data import lm_batches, load_text, train_val_split
 from lib.embedding import LearnedPositionalEmbedding, LMHead, TokenEmbedding
-from lib.norm import LayerNorm
 from lib.tokenizer import CharTokenizer
 from lib.train import Recipe
 from lib.utils import scale
@@ -119,7 +118,7 @@ class GPT(nn.Module):
             )
             for _ in range(c.n_layers)
         )
-        self.final_norm = LayerNorm(c.d_model, eps=c.norm_eps, bias=c.bias)  # GPT-2 §2.3
+        self.final_norm = make_norm("layernorm", c.d_model, c.norm_eps, c.bias)  # GPT-2 §2.3
         tie = self.tok_embed if c.tie_embeddings else None
         self.lm_head = LMHead(c.d_model, c.vocab_size, bias=False, tie_to=tie)
         self.reset_parameters()
@@ -135,7 +134,7 @@ class GPT(nn.Module):
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, std=0.02)
-            elif isinstance(module, LayerNorm):
+            elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)

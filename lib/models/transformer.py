@@ -7,15 +7,15 @@ layer), greedy decoding, then the recipe that `python -m lib.train --model trans
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from lib.blocks import DecoderBlock, EncoderBlock
+from lib.blocks import DecoderBlock, EncoderBlock, make_norm
 from lib.data import BOS, EOS, PAD, number_words_task
 from lib.embedding import LMHead, SinusoidalPositionalEncoding, TokenEmbedding
-from lib.norm import LayerNorm
 from lib.train import Recipe
 from lib.utils import scale
 
@@ -80,8 +80,9 @@ class Transformer(nn.Module):
         self.encoder = nn.ModuleList(EncoderBlock(**block) for _ in range(c.n_encoder_layers))
         self.decoder = nn.ModuleList(DecoderBlock(**block) for _ in range(c.n_decoder_layers))
         # A pre-norm stack leaves its output unnormalized, so it ends with one more norm.
-        self.encoder_norm = LayerNorm(c.d_model, c.norm_eps) if c.norm_first else nn.Identity()
-        self.decoder_norm = LayerNorm(c.d_model, c.norm_eps) if c.norm_first else nn.Identity()
+        final_norm = partial(make_norm, "layernorm", c.d_model, c.norm_eps, bias=True)
+        self.encoder_norm = final_norm() if c.norm_first else nn.Identity()
+        self.decoder_norm = final_norm() if c.norm_first else nn.Identity()
         tie = self.tgt_embed if c.share_embeddings else None
         self.lm_head = LMHead(c.d_model, c.tgt_vocab_size, tie_to=tie)
         self._init_weights()
