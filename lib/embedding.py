@@ -12,16 +12,16 @@ from torch import nn
 # ---------------------------------------------------------------------------------------------
 
 
-def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
+def check_token_ids(input_ids: torch.Tensor, vocab_size: int, anywhere: bool = False) -> None:
     """Raise a clear error unless `input_ids` is an integer tensor of ids in [0, vocab_size)."""
     if not isinstance(input_ids, torch.Tensor):
         raise TypeError(f"token ids must be a torch.Tensor, got {type(input_ids).__name__}")
     if input_ids.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"token ids must be a torch.long (or int32) tensor, got {input_ids.dtype}")
-    if input_ids.numel() == 0:
-        return
-    # Without this check a bad id fails deep inside the lookup (or asynchronously on a GPU);
-    # the price is one host-device sync per call.
+    if not input_ids.numel() or torch.compiler.is_compiling() or not (anywhere or input_ids.is_cpu):
+        return  # reading the ids would break a compiled graph, or stall an accelerator each step
+    # Checked, a bad id fails here with a message that says what to fix, not deep in the lookup;
+    # on the CPU that is free. lib.generate passes anywhere=True: one check per call, any device.
     lo, hi = int(input_ids.min()), int(input_ids.max())
     if lo < 0 or hi >= vocab_size:
         raise IndexError(

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from lib.attention import KVCache
+from lib.embedding import check_token_ids
 
 
 def make_kv_caches(model: nn.Module, batch: int, max_len: int) -> list[KVCache]:
@@ -111,6 +112,8 @@ def stream(
             f"input_ids must be a (batch, seq) tensor with at least one token, got {shape}; "
             "for a single prompt pass ids[None]"
         )
+    # The forward passes check ids only where that is free (lib.embedding): here, once per call.
+    check_token_ids(input_ids, model.config.vocab_size, anywhere=True)
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     prompt_len, max_seq_len = input_ids.shape[1], model.config.max_seq_len
