@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-# PNG text keys the book's browser check reads (tests/test_browser.py): how many PNG pixels make
+# PNG text keys the browser check reads (tests/browser/test_pages.py): how many PNG pixels make
 # one CSS pixel, and the figure's smallest text in CSS pixels when shown at its own size.
 ZOOM_KEY = "Book zoom"
 SMALLEST_TEXT_KEY = "Book smallest text px"

@@ -26,11 +26,11 @@ import http.server
 import re
 import shutil
 import threading
-import zlib
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 HTML = ROOT / "_build" / "html"
@@ -58,22 +58,6 @@ PAGES = sorted(
     for p in HTML.rglob("*.html")
     if not {"_static", "_sources"} & set(p.relative_to(HTML).parts) and p.name != "index.html"
 )
-
-
-def png_text(path: Path) -> dict[str, str]:
-    """The tEXt chunks of a PNG file (keyword -> text)."""
-    data, chunks, at = path.read_bytes(), {}, 8
-    while at < len(data):
-        size = int.from_bytes(data[at : at + 4], "big")
-        kind, body = data[at + 4 : at + 8], data[at + 8 : at + 8 + size]
-        if kind == b"tEXt":
-            key, _, value = body.partition(b"\0")
-            chunks[key.decode("latin-1")] = value.decode("latin-1")
-        elif kind == b"zTXt":
-            key, _, value = body.partition(b"\0")
-            chunks[key.decode("latin-1")] = zlib.decompress(value[1:]).decode("latin-1")
-        at += 12 + size
-    return chunks
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +174,7 @@ def image_problems(image: dict) -> list[str]:
         return []
     if not alt or re.fullmatch(r"\S+\.(png|svg|jpe?g)", alt):
         return [f"figure without alt text (alt={alt!r}): {src}"]
-    chunks = png_text(HTML / urlparse(src).path.lstrip("/"))
+    chunks = Image.open(HTML / urlparse(src).path.lstrip("/")).text  # the PNG's text chunks
     if "Book zoom" not in chunks:
         return [f"figure not drawn by lib.plot.sharp_figures (no size record): {src}"]
     if chunks["Book smallest text px"] == "none":
