@@ -23,18 +23,17 @@ run writes benchmarks/results/shakespeare_char_{cpu,gpu}.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import platform
+import dataclasses
 import shlex
 import sys
 import time
 from datetime import date
 from pathlib import Path
 
-import torch
+from common import report_header
 
-from lib.models.gpt import recipe
-from lib.train import TrainConfig, evaluate, train
+from lib.recipes import gpt
+from lib.train import RunConfig, autocast_for, evaluate, train
 from lib.utils import count_params, get_device
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,37 +44,24 @@ RUNS = {
 }
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {torch.get_num_threads()} threads"
-
-
 def run(preset: str, steps: int, seed: int, args: argparse.Namespace) -> dict:
     """Train one seed of the recipe through lib.train; return its losses and timings."""
-    r = recipe("tinyshakespeare", preset, seed=seed)
-    config = TrainConfig(
-        **{**r.settings, "steps": steps, "warmup_steps": min(r.settings["warmup_steps"], steps)},
+    r = gpt("tinyshakespeare", preset, seed=seed)
+    config = dataclasses.replace(
+        r.config, steps=steps, warmup_steps=min(r.config.warmup_steps, steps)
+    )
+    run = RunConfig(
+        eval_every=r.eval_every,
+        eval_batches=r.eval_batches,
         device=args.device,
         seed=seed,
         progress=not args.no_progress,
     )
-    device = get_device(config.device)
+    device = get_device(run.device)
     began = time.perf_counter()
-    records = train(r.model, r.loss_fn, r.batches, config, r.val_batches)
+    records = train(r.model, r.loss_fn, r.batches, config, r.val_batches, run)
     train_s = time.perf_counter() - began
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda"
-        else contextlib.nullcontext()
-    )
-    with autocast:
+    with autocast_for(device):
         val = evaluate(r.model, r.loss_fn, r.val_batches, args.eval_batches, device)
         # Training loss the same way, on windows of the training split the run never drew.
         train_loss = evaluate(
@@ -181,8 +167,7 @@ Preset `{preset}` ({first["params"]:,} parameters), batch {first["shape"][0]} x 
 {config.weight_decay} on matrices (not on embeddings, norms, biases), clip {config.grad_clip}.
 
 - command: `{command}`
-- device: {device_name(first["device"])}
-- torch {torch.__version__}, Python {platform.python_version()}, {date.today().isoformat()}
+{report_header(first["device"])}, {date.today().isoformat()}
 
 Validation loss during training, seed {first["seed"]} ({n_est} batches each):
 

@@ -1,22 +1,18 @@
 """The command line of `python -m lib.train`: pick a model, its data and preset, and train it.
 
-Each model file in `lib/models/` that can be trained from here defines
-`recipe(data: str | None, preset: str | None, seed: int) -> lib.train.Recipe`;
-`RECIPES` names those files. A chapter that adds a model adds one line here.
+The models it knows, and what each trains with, are the recipes in `lib/recipes.py`. Under
+`torchrun --nproc_per_node=N -m lib.train ...` every process runs this, and `lib.train.train`
+splits the batches between them (DistributedDataParallel).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import dataclasses
 import sys
 
-from lib.train import CheckpointError, TrainConfig, train
-
-RECIPES = {
-    "transformer": "lib.models.transformer",
-    "gpt": "lib.models.gpt",
-}
+from lib.recipes import RECIPES
+from lib.train import CheckpointError, RunConfig, train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +34,12 @@ def parser() -> argparse.ArgumentParser:
         "(small on CPU, full on CUDA, BOOK_SCALE overrides)",
     )
     p.add_argument("--steps", type=int, required=True, help="optimizer steps to train in total")
+    p.add_argument(
+        "--grad-accum",
+        type=int,
+        default=1,
+        help="micro-batches summed into each optimizer step (default 1)",
+    )
     p.add_argument("--out", required=True, help="folder for metrics.jsonl and checkpoints")
     p.add_argument(
         "--resume", action="store_true", help="continue from OUT's last checkpoint up to --steps"
@@ -58,22 +60,27 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        module = importlib.import_module(RECIPES[args.model])
-        recipe = module.recipe(args.data, args.preset, args.seed)
-        settings = {**recipe.settings, "steps": args.steps}
-        settings.setdefault("warmup_steps", 0)
-        settings["warmup_steps"] = min(settings["warmup_steps"], args.steps)
-        config = TrainConfig(
-            **settings,
+        recipe = RECIPES[args.model](args.data, args.preset, args.seed)
+        config = dataclasses.replace(
+            recipe.config,
+            steps=args.steps,
+            warmup_steps=min(recipe.config.warmup_steps, args.steps),
+            grad_accum=args.grad_accum,
+        )
+        run = RunConfig(
             out_dir=args.out,
             resume=args.resume,
+            checkpoint_every=args.checkpoint_every,
+            eval_every=recipe.eval_every,
+            eval_batches=recipe.eval_batches,
             device=args.device,
             compile=args.compile,
             seed=args.seed,
-            checkpoint_every=args.checkpoint_every,
             progress=not args.no_progress,
         )
-        records = train(recipe.model, recipe.loss_fn, recipe.batches, config, recipe.val_batches)
+        records = train(
+            recipe.model, recipe.loss_fn, recipe.batches, config, recipe.val_batches, run
+        )
     except (ValueError, KeyError, FileNotFoundError, CheckpointError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"python -m lib.train: error: {message}", file=sys.stderr)

@@ -10,6 +10,7 @@ ACTIVATIONS = {
     "relu": nn.ReLU,  # the original Transformer
     "gelu": nn.GELU,  # BERT
     "gelu_tanh": lambda: nn.GELU(approximate="tanh"),  # GPT-2's tanh approximation of GELU
+    "silu": nn.SiLU,  # ungated; LLaMA uses it as SwiGLU's gate
 }
 
 

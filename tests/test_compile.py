@@ -9,7 +9,7 @@ from lib.embedding import TokenEmbedding, check_token_ids
 from lib.generate import generate
 from lib.models.gpt import GPT, GPTConfig, lm_loss
 from lib.models.transformer import Transformer, TransformerConfig
-from lib.train import TrainConfig, train
+from lib.train import RunConfig, TrainConfig, train
 
 
 def small_gpt(dropout: float = 0.0) -> GPT:
@@ -47,8 +47,9 @@ def test_compiled_training_steps_match_eager():
         return x[:, :-1], x[:, 1:]
 
     def run(compile: bool) -> list[float]:
-        config = TrainConfig(steps=4, lr=1e-3, warmup_steps=0, compile=compile, progress=False)
-        return [r["loss"] for r in train(small_gpt(), lm_loss, lm_batches, config)]
+        config = TrainConfig(steps=4, lr=1e-3, warmup_steps=0)
+        run = RunConfig(compile=compile, progress=False)
+        return [r["loss"] for r in train(small_gpt(), lm_loss, lm_batches, config, run=run)]
 
     eager, compiled = run(False), run(True)
     # Inductor may fuse and reorder float32 arithmetic, so compiled losses need not equal eager

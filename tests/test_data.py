@@ -97,7 +97,7 @@ def test_book_data_comes_first_plain_or_compressed(tmp_path, monkeypatch):
 
 
 def test_missing_corpus_names_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "data_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(data.corpora, "data_dirs", lambda: [tmp_path])
     with pytest.raises(FileNotFoundError, match="git checkout data"):
         find_corpus("tinyshakespeare")
 

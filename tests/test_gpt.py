@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lib.generate import make_kv_caches
-from lib.models.gpt import GPT, PRESETS, GPTConfig, lm_loss, recipe
+from lib.models.gpt import GPT, PRESETS, GPTConfig, lm_loss
 from lib.utils import count_params
 
 TINY = dict(vocab_size=23, max_seq_len=16, d_model=32, n_layers=3, n_heads=4, dropout=0.0)
@@ -135,31 +135,7 @@ def test_presets_and_overrides():
         GPTConfig.preset("7B")
 
 
-# --- the recipe and the command line --------------------------------------------------------
-
-
-def test_recipe_is_nanogpts_cpu_recipe(monkeypatch):
-    monkeypatch.setenv("BOOK_SCALE", "small")
-    r = recipe(None, None, seed=0)
-    assert r.model.config == GPTConfig.preset("shakespeare-char")  # 65 characters
-    x, y = r.batches(0)
-    assert x.shape == y.shape == (12, 64)
-    assert torch.equal(x[:, 1:], y[:, :-1])  # targets are the inputs shifted by one
-    s = r.settings
-    assert (s["lr"], s["min_lr_ratio"], s["warmup_steps"]) == (1e-3, 0.1, 100)
-    assert (s["betas"], s["weight_decay"], s["grad_clip"]) == ((0.9, 0.99), 0.1, 1.0)
-    vx, _ = r.val_batches(0)
-    assert vx.shape == (12, 64)
-
-
-def test_recipe_trains_on_tang_poems_and_rejects_the_rest():
-    r = recipe("tang_poems", "shakespeare-char", seed=0)
-    assert r.model.config.vocab_size > 1000  # one token per distinct character
-    assert torch.isfinite(r.loss_fn(r.model, r.batches(0)))
-    with pytest.raises(KeyError, match="gpt trains on tinyshakespeare, tang_poems, not 'wiki'"):
-        recipe("wiki", None)
-    with pytest.raises(KeyError, match="unknown preset '124M'; the command line trains"):
-        recipe(None, "124M")
+# --- the command line -------------------------------------------------------------------
 
 
 def run(*args):
@@ -180,3 +156,20 @@ def test_cli_trains_then_resumes(tmp_path):
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5]
     assert json.loads((tmp_path / "checkpoint.json").read_text())["step"] == 5
     assert "val_loss" in records[-1]
+
+
+def test_config_varies_what_the_chapters_compare():
+    base = dict(vocab_size=11, max_seq_len=8, d_model=16, n_layers=2, n_heads=2, dropout=0.0)
+    x = torch.randint(11, (2, 8))
+    for positions in ("learned", "sinusoidal", "none"):
+        model = GPT(GPTConfig(**base, positions=positions))
+        assert model(x).shape == (2, 8, 11), positions
+    assert GPT(GPTConfig(**base, positions="none")).pos_embed is None
+    post = GPT(GPTConfig(**base, norm_first=False, ffn="relu", tie_embeddings=False))
+    assert isinstance(post.final_norm, torch.nn.Identity)  # post-norm blocks end normalized
+    assert not post.blocks[0].norm_first and isinstance(post.blocks[0].ffn.act, torch.nn.ReLU)
+    assert post.lm_head.weight is not post.tok_embed.weight
+    with pytest.raises(ValueError, match="ffn='tanh' is unknown"):
+        GPTConfig(**base, ffn="tanh")
+    with pytest.raises(ValueError, match="positions='rope' is unknown"):
+        GPTConfig(**base, positions="rope")

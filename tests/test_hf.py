@@ -5,7 +5,7 @@ from lib.generate import generate
 from lib.models.gpt import GPT, GPTConfig
 
 transformers = pytest.importorskip("transformers")
-from lib.hf import gpt_from_hf, gpt_to_hf  # noqa: E402
+from lib.hf import gpt_config_to_hf, gpt_from_hf, gpt_to_hf  # noqa: E402
 
 VOCAB = 61
 
@@ -36,6 +36,12 @@ def random_gpt2(attn_implementation: str = "eager", **overrides):
         for name, p in model.named_parameters():
             p.normal_(mean=1.0 if "ln" in name and name.endswith("weight") else 0.0, std=0.2)
     return model.eval()
+
+
+def tiny_config(**overrides) -> GPTConfig:
+    return GPTConfig(
+        vocab_size=VOCAB, max_seq_len=32, d_model=32, n_layers=2, n_heads=4, **overrides
+    )
 
 
 def state_dicts_equal(a: dict, b: dict) -> bool:
@@ -76,13 +82,18 @@ def test_round_trip_through_lib_is_exact(overrides):
         assert getattr(back.config, name) == getattr(hf.config, name)
 
 
-def test_round_trip_through_hf_is_exact_and_bias_free_models_convert():
-    config = GPTConfig(vocab_size=VOCAB, max_seq_len=32, d_model=32, n_layers=2, n_heads=4)
-    model = GPT(config)
+@pytest.mark.parametrize("overrides", [{}, dict(d_ff=48), dict(tie_embeddings=False)])
+def test_round_trip_through_hf_is_exact(overrides):
+    model = GPT(tiny_config(**overrides))
     assert state_dicts_equal(gpt_from_hf(gpt_to_hf(model)).state_dict(), model.state_dict())
+
+
+def test_bias_free_models_convert_with_zero_biases():
     # GPT-2 always has biases: a model without them converts with zero biases, exactly.
-    no_bias = GPT(GPTConfig(**{**vars(config), "bias": False, "dropout": 0.0})).eval()
+    no_bias = GPT(tiny_config(bias=False, dropout=0.0)).eval()
     hf = gpt_to_hf(no_bias)
+    biases = [p for name, p in hf.named_parameters() if name.endswith(".bias")]
+    assert biases and all(not p.any() for p in biases)
     x = torch.randint(VOCAB, (2, 32))
     with torch.no_grad():
         assert (no_bias(x) - hf(x).logits).abs().max() <= 1e-5
@@ -93,3 +104,26 @@ def test_unsupported_gpt2_variants_are_refused():
         gpt_from_hf(random_gpt2(activation_function="relu"))
     with pytest.raises(ValueError, match="scale_attn_by_inverse_layer_idx=True"):
         gpt_from_hf(random_gpt2(scale_attn_by_inverse_layer_idx=True))
+
+
+@pytest.mark.parametrize(
+    "field, value, need",
+    [
+        ("norm_first", False, "True"),
+        ("ffn", "relu", "'gelu_tanh'"),
+        ("positions", "sinusoidal", "'learned'"),
+    ],
+)
+def test_gpts_that_gpt2_cannot_represent_are_refused(field, value, need):
+    config = tiny_config(**{field: value})
+    message = rf"{field}={value!r}, which GPT2LMHeadModel cannot .* needs {field}={need}$"
+    with pytest.raises(ValueError, match=message):
+        gpt_config_to_hf(config)
+    with pytest.raises(ValueError, match=message):
+        gpt_to_hf(GPT(config))
+
+
+def test_every_field_gpt2_cannot_represent_is_named():
+    config = tiny_config(norm_first=False, ffn="relu")
+    with pytest.raises(ValueError, match="norm_first=False, ffn='relu'.*norm_first=True, ffn="):
+        gpt_config_to_hf(config)

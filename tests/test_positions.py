@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from lib.embedding import (
+from lib.positions import (
     LearnedPositionalEmbedding,
     SinusoidalPositionalEncoding,
     sinusoidal_positions,

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import subprocess
@@ -11,6 +12,7 @@ from tiny_lm import TinyLM, batches, lm_loss, make_model
 
 from lib.train import (
     CheckpointError,
+    RunConfig,
     TrainConfig,
     load_checkpoint,
     lr_at,
@@ -22,8 +24,17 @@ from lib.train import (
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def quiet(**kw) -> TrainConfig:
-    return TrainConfig(progress=False, warmup_steps=2, lr=1e-2, **kw)
+RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
+
+
+def quiet(**kw) -> dict:
+    """train()'s `config` and `run` keywords from one set of fields, with quick defaults."""
+    run = {k: v for k, v in kw.items() if k in RUN_FIELDS}
+    hyper = {k: v for k, v in kw.items() if k not in RUN_FIELDS}
+    return {
+        "config": TrainConfig(**{"warmup_steps": 2, "lr": 1e-2, **hyper}),
+        "run": RunConfig(**{"progress": False, **run}),
+    }
 
 
 def losses(records):
@@ -64,15 +75,17 @@ def test_param_groups_keep_decay_off_biases_norms_and_embeddings():
         ({"grad_accum": 0}, "grad_accum must be at least 1"),
         ({"grad_clip": 0.0}, "grad_clip must be positive"),
         ({"resume": True}, "resume=True needs out_dir"),
+        ({"eval_every": -1}, "eval_every must be 0"),
+        ({"eval_batches": 0}, "eval_batches must be at least 1"),
     ],
 )
 def test_bad_config_says_what_to_change(kw, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**kw)
+        quiet(**kw)
 
 
 def test_training_lowers_the_loss_and_logs_every_step(tmp_path):
-    records = train(make_model(), lm_loss, batches, quiet(steps=30, out_dir=str(tmp_path)))
+    records = train(make_model(), lm_loss, batches, **quiet(steps=30, out_dir=str(tmp_path)))
     trained = losses(records)
     assert len(trained) == 30 and trained[-1] < 0.5 * trained[0]
     lines = [json.loads(s) for s in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -100,7 +113,7 @@ def test_clip_grad_norm_is_applied_before_the_step(monkeypatch):
 
     monkeypatch.setattr(torch.optim.AdamW, "step", spy)
     config = quiet(steps=2, grad_clip=0.5)
-    records = train(make_model(), lambda m, b: 1e4 * lm_loss(m, b), batches, config)
+    records = train(make_model(), lambda m, b: 1e4 * lm_loss(m, b), batches, **config)
     assert all(r["grad_norm"] > 100 for r in records)  # the norm is logged before clipping
     assert seen == pytest.approx([0.5, 0.5], rel=1e-4)  # the optimizer sees the clipped one
 
@@ -115,8 +128,8 @@ def test_accumulation_equals_a_larger_batch():
 
     model_a, model_b = make_model(), make_model()
     model_a.drop.p = model_b.drop.p = 0.0
-    a = train(model_a, lm_loss, large, quiet(steps=5))
-    b = train(model_b, lm_loss, small, quiet(steps=5, grad_accum=2))
+    a = train(model_a, lm_loss, large, **quiet(steps=5))
+    b = train(model_b, lm_loss, small, **quiet(steps=5, grad_accum=2))
     assert losses(a) == pytest.approx(losses(b), abs=1e-6)
     for p, q in zip(model_a.parameters(), model_b.parameters(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
@@ -135,12 +148,12 @@ def crash_at(index: int, error: type[BaseException]):
 
 def run(out, steps=12, resume=False, data=batches, seed=0):
     config = quiet(steps=steps, eval_every=4, checkpoint_every=5, out_dir=str(out), resume=resume)
-    return train(make_model(seed), lm_loss, data, config, val_batches=batches)
+    return train(make_model(seed), lm_loss, data, val_batches=batches, **config)
 
 
 def test_checkpoints_do_not_change_the_run(tmp_path):
     config = quiet(steps=12, eval_every=4)
-    plain = train(make_model(), lm_loss, batches, config, val_batches=batches)
+    plain = train(make_model(), lm_loss, batches, val_batches=batches, **config)
     assert untimed(run(tmp_path)) == untimed(plain)
 
 

@@ -1,13 +1,18 @@
 """GPT: a decoder-only Transformer trained to predict the next token (Radford et al. 2018, 2019).
 
 Read top to bottom: the config with its presets (GPT-2's four sizes and the small character-level
-models the book trains), the model (token and learned position embeddings, a stack of pre-norm
-causal decoder blocks, a final LayerNorm, the output layer tied to the token embedding), its
-weight initialisation, then the recipe that `python -m lib.train --model gpt` trains.
+models the book trains), the model (token and position embeddings, a stack of causal decoder
+blocks, a final LayerNorm, the output layer tied to the token embedding), its weight
+initialisation, then its loss. What `python -m lib.train --model gpt` trains is in
+`lib/recipes.py`.
 
-The architecture is GPT-2's: learned positions, pre-LayerNorm, GELU with the tanh approximation,
-a final LayerNorm, residual projections initialised smaller by 1/sqrt(2 * n_layers), and tied
-embeddings. `lib.hf.gpt_from_hf` loads OpenAI's weights into it.
+The defaults are GPT-2's architecture: learned positions, pre-LayerNorm, GELU with the tanh
+approximation, a final LayerNorm, residual projections initialised smaller by
+1/sqrt(2 * n_layers), and tied embeddings; `lib.hf.gpt_from_hf` loads OpenAI's weights into it.
+The config also varies what the chapters compare (`norm_first`, `ffn`, `positions`,
+`tie_embeddings`), so every chapter trains this one GPT.
+
+This file imports only the layers (`lib.blocks`, `lib.embedding`, `lib.positions`, ...).
 """
 
 from __future__ import annotations
@@ -20,12 +25,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from lib.attention import KVCache
-from lib.blocks import DecoderBlock, make_norm
-from lib.data import lm_batches, load_text, train_val_split
-from lib.embedding import LearnedPositionalEmbedding, LMHead, TokenEmbedding
-from lib.tokenizer import CharTokenizer
-from lib.train import Recipe
-from lib.utils import scale
+from lib.blocks import FFNS, DecoderBlock, make_norm
+from lib.embedding import LMHead, TokenEmbedding
+from lib.positions import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
+
+POSITIONS = ("learned", "sinusoidal", "none")
 
 
 @dataclass
@@ -42,6 +46,9 @@ class GPTConfig:
     norm_eps: float = 1e-5
     bias: bool = True  # biases in every Linear and LayerNorm (GPT-2 has them; nanoGPT drops them)
     tie_embeddings: bool = True  # the output layer reuses the token embedding (Press & Wolf 2017)
+    norm_first: bool = True  # pre-norm, as GPT-2; False: post-norm, as the original Transformer
+    ffn: str = "gelu_tanh"  # any of lib.blocks.FFNS; GPT-2 uses GELU's tanh approximation
+    positions: str = "learned"  # "learned" (GPT-2), "sinusoidal" (Vaswani et al.) or "none"
 
     def __post_init__(self):
         if self.d_ff is None:
@@ -59,6 +66,10 @@ class GPTConfig:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}; 0 turns it off")
         if not self.norm_eps > 0:
             raise ValueError(f"norm_eps must be positive, got {self.norm_eps}; GPT-2 uses 1e-5")
+        if self.ffn not in FFNS:
+            raise ValueError(f"ffn={self.ffn!r} is unknown; choose one of {FFNS}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions={self.positions!r} is unknown; choose one of {POSITIONS}")
 
     @property
     def n_kv_heads(self) -> int:
@@ -102,7 +113,11 @@ class GPT(nn.Module):
         super().__init__()
         c = self.config = config
         self.tok_embed = TokenEmbedding(c.vocab_size, c.d_model)
-        self.pos_embed = LearnedPositionalEmbedding(c.max_seq_len, c.d_model)
+        self.pos_embed = {
+            "learned": LearnedPositionalEmbedding,
+            "sinusoidal": SinusoidalPositionalEncoding,
+            "none": lambda *_: None,  # causal attention alone still tells positions apart
+        }[c.positions](c.max_seq_len, c.d_model)
         self.dropout = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
             DecoderBlock(
@@ -111,14 +126,18 @@ class GPT(nn.Module):
                 c.d_ff,
                 dropout=c.dropout,
                 cross_attention=False,
-                norm_first=True,  # GPT-2 moved the LayerNorm to each sublayer's input (§2.3)
-                ffn="gelu_tanh",
+                norm_first=c.norm_first,  # GPT-2 moved the norm to each sublayer's input (§2.3)
+                ffn=c.ffn,
                 bias=c.bias,
                 norm_eps=c.norm_eps,
             )
             for _ in range(c.n_layers)
         )
-        self.final_norm = make_norm("layernorm", c.d_model, c.norm_eps, c.bias)  # GPT-2 §2.3
+        # A pre-norm stack leaves the residual stream unnormalized, so one more LayerNorm
+        # follows it (GPT-2 §2.3); a post-norm stack already ends with a norm.
+        self.final_norm = (
+            make_norm("layernorm", c.d_model, c.norm_eps, c.bias) if c.norm_first else nn.Identity()
+        )
         tie = self.tok_embed if c.tie_embeddings else None
         self.lm_head = LMHead(c.d_model, c.vocab_size, bias=False, tie_to=tie)
         self.reset_parameters()
@@ -167,7 +186,9 @@ class GPT(nn.Module):
                 f"got {len(kv_caches)} KV caches for {self.config.n_layers} layers; "
                 "pass one per layer (lib.generate.make_kv_caches builds them)"
             )
-        x = self.pos_embed(self.tok_embed(input_ids), start_pos)  # (batch, seq, d_model)
+        x = self.tok_embed(input_ids)  # (batch, seq, d_model)
+        if self.pos_embed is not None:
+            x = self.pos_embed(x, start_pos)
         x = self.dropout(x)
         for i, block in enumerate(self.blocks):
             cache = None if kv_caches is None else kv_caches[i]
@@ -180,61 +201,3 @@ def lm_loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
     x, y = batch  # (batch, seq) inputs and the same windows shifted left by one
     logits = model(x)
     return F.cross_entropy(logits.flatten(0, 1), y.flatten())
-
-
-# --- what `python -m lib.train --model gpt` trains -------------------------------------------
-
-DATASETS = ("tinyshakespeare", "tang_poems")
-CHAR_PRESETS = ("shakespeare-char", "shakespeare-char-full")
-
-# nanoGPT's shakespeare_char recipe; batch size and context differ between its CPU and GPU runs.
-SETTINGS = dict(
-    lr=1e-3,
-    min_lr_ratio=0.1,  # cosine down to 1e-4
-    warmup_steps=100,
-    betas=(0.9, 0.99),  # beta2 0.99: "the number of tokens per iteration is small"
-    weight_decay=0.1,
-    grad_clip=1.0,
-    eval_every=250,
-)
-BATCH = {
-    "shakespeare-char": dict(batch_size=12, eval_batches=20),  # nanoGPT on CPU: --eval_iters=20
-    "shakespeare-char-full": dict(batch_size=64, eval_batches=200),
-}
-
-
-def char_data(data: str) -> tuple[CharTokenizer, Tensor, Tensor]:
-    """A corpus as characters: the tokenizer of the whole text, then train (90%) and val ids.
-
-    The vocabulary is a function of the corpus alone, so a checkpoint written by
-    `python -m lib.train --model gpt` is read back with the tokenizer this rebuilds.
-    """
-    text = load_text(data)
-    tokenizer = CharTokenizer.from_text(text)
-    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-    train_ids, val_ids = train_val_split(ids, 0.1)  # the first 90% trains, the last 10% validates
-    return tokenizer, train_ids, val_ids
-
-
-def recipe(data: str | None, preset: str | None, seed: int = 0) -> Recipe:
-    """A character-level GPT on a corpus, with nanoGPT's shakespeare_char settings."""
-    data = data or DATASETS[0]
-    if data not in DATASETS:
-        raise KeyError(f"gpt trains on {', '.join(DATASETS)}, not {data!r}")
-    preset = preset or ("shakespeare-char" if scale() == "small" else "shakespeare-char-full")
-    if preset not in CHAR_PRESETS:
-        raise KeyError(
-            f"unknown preset {preset!r}; the command line trains the character-level presets "
-            f"{', '.join(CHAR_PRESETS)}"
-        )
-    tokenizer, train_ids, val_ids = char_data(data)
-    config = GPTConfig.preset(preset, vocab_size=tokenizer.vocab_size)
-    torch.manual_seed(seed)
-    batch_size, eval_batches = BATCH[preset]["batch_size"], BATCH[preset]["eval_batches"]
-    return Recipe(
-        model=GPT(config),
-        loss_fn=lm_loss,
-        batches=lm_batches(train_ids, batch_size, config.max_seq_len, seed=seed),
-        val_batches=lm_batches(val_ids, batch_size, config.max_seq_len, seed=seed),
-        settings=dict(SETTINGS, eval_batches=eval_batches),
-    )

@@ -1,7 +1,8 @@
 """The original encoder–decoder Transformer (Vaswani et al., 2017), assembled from lib's blocks.
 
-Read top to bottom: the config, the model (embeddings, encoder stack, decoder stack, output
-layer), greedy decoding, then the recipe that `python -m lib.train --model transformer` trains.
+Read top to bottom: the config with its presets, the model (embeddings, encoder stack, decoder
+stack, output layer), greedy decoding, then the loss. What `python -m lib.train --model
+transformer` trains is in `lib/recipes.py`. This file imports only the layers.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from lib.blocks import DecoderBlock, EncoderBlock, make_norm
-from lib.data import BOS, EOS, PAD, number_words_task
-from lib.embedding import LMHead, SinusoidalPositionalEncoding, TokenEmbedding
-from lib.train import Recipe
-from lib.utils import scale
+from lib.embedding import LMHead, TokenEmbedding
+from lib.positions import SinusoidalPositionalEncoding
 
 
 @dataclass
@@ -36,6 +35,10 @@ class TransformerConfig:
     norm_first: bool = False  # the paper normalizes after each residual; pre-norm trains easier
     share_embeddings: bool = True  # one table for source, target and output (paper §3.4)
     norm_eps: float = 1e-5
+    # The special tokens' ids in the vocabulary (lib.data's number-words task uses 0, 1, 2).
+    pad_id: int = 0  # padding: masked out of attention and of the loss
+    bos_id: int = 1  # starts every decoder input
+    eos_id: int = 2  # ends every target; decoding stops there
 
     def __post_init__(self):
         if self.d_model % self.n_heads:
@@ -53,6 +56,44 @@ class TransformerConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        specials = {"pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id}
+        vocab = min(self.src_vocab_size, self.tgt_vocab_size)
+        bad = {name: i for name, i in specials.items() if not 0 <= i < vocab}
+        if bad or len(set(specials.values())) < 3:
+            raise ValueError(
+                f"pad_id, bos_id and eos_id must be three different ids below the vocabulary "
+                f"size {vocab}, got {specials}"
+            )
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> TransformerConfig:
+        """The config of a named size (see PRESETS), with any field overridden."""
+        if name not in PRESETS:
+            raise KeyError(f"unknown preset {name!r}; the presets are {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+PRESETS = {
+    # The book's CPU size, pre-norm; and the paper's base model (Vaswani et al., table 3).
+    "small": dict(
+        d_model=64,
+        n_heads=4,
+        n_encoder_layers=2,
+        n_decoder_layers=2,
+        d_ff=256,
+        dropout=0.0,
+        norm_first=True,
+    ),
+    "base": dict(
+        d_model=512,
+        n_heads=8,
+        n_encoder_layers=6,
+        n_decoder_layers=6,
+        d_ff=2048,
+        dropout=0.1,
+        norm_first=False,
+    ),
+}
 
 
 class Transformer(nn.Module):
@@ -100,7 +141,8 @@ class Transformer(nn.Module):
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
         """Source ids (batch, src_len) -> memory (batch, src_len, d_model) and its padding mask."""
-        src_mask = (src != PAD)[:, None, None, :]  # (batch, 1, 1, src_len): True = real token
+        # (batch, 1, 1, src_len): True = a real token, False = padding
+        src_mask = (src != self.config.pad_id)[:, None, None, :]
         x = self.dropout(self.positions(self.src_embed(src)))
         for block in self.encoder:
             x = block(x, mask=src_mask)  # padded source tokens are never attended to
@@ -125,13 +167,13 @@ class Transformer(nn.Module):
     def greedy_decode(self, src: Tensor, max_len: int) -> Tensor:
         """The most likely next token, one at a time: (batch, src_len) -> (batch, <= max_len)."""
         memory, src_mask = self.encode(src)
-        out = torch.full((src.shape[0], 1), BOS, dtype=torch.long, device=src.device)
+        out = torch.full((src.shape[0], 1), self.config.bos_id, dtype=torch.long, device=src.device)
         finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
         for _ in range(max_len):
             next_id = self.decode(out, memory, src_mask)[:, -1].argmax(-1)
-            next_id = next_id.masked_fill(finished, PAD)  # nothing after <eos>
+            next_id = next_id.masked_fill(finished, self.config.pad_id)  # nothing after <eos>
             out = torch.cat([out, next_id[:, None]], dim=1)
-            finished |= next_id == EOS
+            finished |= next_id == self.config.eos_id
             if finished.all():
                 break
         return out[:, 1:]
@@ -141,62 +183,5 @@ def translation_loss(model: Transformer, batch: tuple[Tensor, Tensor, Tensor]) -
     """Mean cross-entropy of the next target token, padding excluded."""
     src, tgt_in, tgt_out = batch
     logits = model(src, tgt_in)
-    return F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
-
-
-# --- what `python -m lib.train --model transformer` trains -----------------------------------
-
-PRESETS = {
-    "small": dict(
-        d_model=64,
-        n_heads=4,
-        n_encoder_layers=2,
-        n_decoder_layers=2,
-        d_ff=256,
-        dropout=0.0,
-        norm_first=True,
-    ),
-    "base": dict(
-        d_model=512,
-        n_heads=8,
-        n_encoder_layers=6,
-        n_decoder_layers=6,
-        d_ff=2048,
-        dropout=0.1,
-        norm_first=False,
-    ),
-}
-DATASETS = ("number_words",)
-
-
-def recipe(data: str | None, preset: str | None, seed: int = 0) -> Recipe:
-    """The model, loss and data for training from the command line."""
-    data = data or DATASETS[0]
-    if data not in DATASETS:
-        raise KeyError(f"the transformer trains on {', '.join(DATASETS)}, not {data!r}")
-    preset = preset or ("small" if scale() == "small" else "base")
-    if preset not in PRESETS:
-        raise KeyError(f"unknown preset {preset!r}; the presets are {', '.join(PRESETS)}")
-    task = number_words_task(seed=seed)
-    torch.manual_seed(seed)
-    config = TransformerConfig(
-        src_vocab_size=len(task.vocab),
-        tgt_vocab_size=len(task.vocab),
-        max_seq_len=16,
-        **PRESETS[preset],
-    )
-    test = task.tensors(task.test)
-    return Recipe(
-        model=Transformer(config),
-        loss_fn=translation_loss,
-        batches=task.batches(batch_size=64, seed=seed),
-        val_batches=lambda i: test,
-        settings=dict(
-            lr=3e-3 if preset == "small" else 5e-4,
-            warmup_steps=100,
-            weight_decay=0.01,
-            betas=(0.9, 0.98),
-            eval_every=200,
-            eval_batches=1,
-        ),
-    )
+    pad = getattr(model, "module", model).config.pad_id  # DistributedDataParallel wraps .module
+    return F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=pad)

@@ -1,0 +1,119 @@
+"""What `python -m lib.train --model NAME` trains: one recipe per model, all of them here.
+
+A recipe builds everything a run needs but the run's plumbing: the model, its loss, the data as
+`batches(i)` functions, and the hyperparameters (a `TrainConfig`) with how often and how long
+to evaluate. The command line (`lib/cli.py`) adds the steps, device, seed and output folder.
+A chapter that adds a trainable model adds its recipe function and one line in `RECIPES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lib.data import char_data, lm_batches, number_words_task
+from lib.models.gpt import GPT, GPTConfig, lm_loss
+from lib.models.transformer import Transformer, TransformerConfig, translation_loss
+from lib.train import Batch, LossFn, TrainConfig
+from lib.utils import scale
+
+
+@dataclass
+class Recipe:
+    """A model with its loss, its data and the hyperparameters it trains with."""
+
+    model: nn.Module
+    loss_fn: LossFn
+    batches: Callable[[int], Batch]
+    val_batches: Callable[[int], Batch] | None
+    config: TrainConfig  # its `steps` is the recipe's default; the command line sets its own
+    eval_every: int  # steps between evaluations
+    eval_batches: int  # validation batches per evaluation
+
+
+# --- GPT: nanoGPT's shakespeare_char recipe on a character corpus ------------------------------
+
+GPT_DATASETS = ("tinyshakespeare", "tang_poems")
+GPT_PRESETS = ("shakespeare-char", "shakespeare-char-full")
+# Batch size and evaluation differ between nanoGPT's CPU run (--eval_iters=20) and its GPU run.
+GPT_BATCH = {"shakespeare-char": (12, 20), "shakespeare-char-full": (64, 200)}
+
+
+def gpt(data: str | None = None, preset: str | None = None, seed: int = 0) -> Recipe:
+    """A character-level GPT on a corpus, with nanoGPT's shakespeare_char settings."""
+    data = data or GPT_DATASETS[0]
+    if data not in GPT_DATASETS:
+        raise KeyError(f"gpt trains on {', '.join(GPT_DATASETS)}, not {data!r}")
+    preset = preset or ("shakespeare-char" if scale() == "small" else "shakespeare-char-full")
+    if preset not in GPT_PRESETS:
+        raise KeyError(
+            f"unknown preset {preset!r}; the command line trains the character-level presets "
+            f"{', '.join(GPT_PRESETS)}"
+        )
+    tokenizer, train_ids, val_ids = char_data(data)
+    config = GPTConfig.preset(preset, vocab_size=tokenizer.vocab_size)
+    torch.manual_seed(seed)
+    batch_size, eval_batches = GPT_BATCH[preset]
+    return Recipe(
+        model=GPT(config),
+        loss_fn=lm_loss,
+        batches=lm_batches(train_ids, batch_size, config.max_seq_len, seed=seed),
+        val_batches=lm_batches(val_ids, batch_size, config.max_seq_len, seed=seed),
+        config=TrainConfig(
+            steps=5000,  # nanoGPT's max_iters
+            lr=1e-3,
+            min_lr_ratio=0.1,  # cosine down to 1e-4
+            warmup_steps=100,
+            betas=(0.9, 0.99),  # beta2 0.99: "the number of tokens per iteration is small"
+            weight_decay=0.1,
+            grad_clip=1.0,
+        ),
+        eval_every=250,
+        eval_batches=eval_batches,
+    )
+
+
+# --- the Transformer: digits to English number words ------------------------------------------
+
+TRANSFORMER_DATASETS = ("number_words",)
+
+
+def transformer(data: str | None = None, preset: str | None = None, seed: int = 0) -> Recipe:
+    """The encoder-decoder Transformer on chapter 5's number-words task."""
+    data = data or TRANSFORMER_DATASETS[0]
+    if data not in TRANSFORMER_DATASETS:
+        raise KeyError(f"the transformer trains on {', '.join(TRANSFORMER_DATASETS)}, not {data!r}")
+    preset = preset or ("small" if scale() == "small" else "base")
+    task = number_words_task(seed=seed)
+    torch.manual_seed(seed)
+    config = TransformerConfig.preset(
+        preset,
+        src_vocab_size=len(task.vocab),
+        tgt_vocab_size=len(task.vocab),
+        max_seq_len=16,
+        pad_id=task.index["<pad>"],
+        bos_id=task.index["<bos>"],
+        eos_id=task.index["<eos>"],
+    )
+    test = task.tensors(task.test)
+    return Recipe(
+        model=Transformer(config),
+        loss_fn=translation_loss,
+        batches=task.batches(batch_size=64, seed=seed),
+        val_batches=lambda i: test,
+        config=TrainConfig(
+            steps=2000,
+            lr=3e-3 if preset == "small" else 5e-4,
+            warmup_steps=100,
+            weight_decay=0.01,
+            betas=(0.9, 0.98),
+        ),
+        eval_every=200,
+        eval_batches=1,
+    )
+
+
+RECIPES: dict[str, Callable[..., Recipe]] = {"transformer": transformer, "gpt": gpt}

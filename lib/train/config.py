@@ -1,0 +1,66 @@
+"""What shapes a training run, in two parts: the hyperparameters, and the run's plumbing.
+
+`TrainConfig` holds what changes the trained weights (steps, learning rate and its schedule,
+AdamW, clipping, accumulation): a recipe or a paper states these. `RunConfig` holds where and
+how the run happens (device, seed, output folder, checkpoints, evaluation, progress bar): the
+person running it chooses these. Both validate on creation, with errors that say what to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainConfig:
+    """The hyperparameters of a run: what a recipe fixes and the trained weights depend on."""
+
+    steps: int = 1000
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1  # cosine decays to this fraction of the peak (LLaMA: 10%)
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float | None = 1.0  # max global gradient norm; None turns clipping off
+    grad_accum: int = 1  # micro-batches summed into one optimizer step
+
+    def __post_init__(self):
+        self.betas = tuple(self.betas)
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(
+                f"need lr > 0 and 0 <= min_lr_ratio <= 1, got {self.lr}, {self.min_lr_ratio}"
+            )
+        if not 0 <= self.warmup_steps <= self.steps:
+            raise ValueError(
+                f"warmup_steps must lie in [0, steps={self.steps}], got {self.warmup_steps}"
+            )
+        if self.grad_accum < 1:
+            raise ValueError(f"grad_accum must be at least 1, got {self.grad_accum}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}")
+
+
+@dataclass
+class RunConfig:
+    """Where and how a run happens: device, seed, files, evaluation and the progress bar."""
+
+    out_dir: str | None = None  # None: no metrics file, no checkpoints
+    resume: bool = False
+    checkpoint_every: int = 0  # steps between checkpoints; 0 saves only at the end
+    eval_every: int = 0  # steps between evaluations; 0 evaluates only at the end
+    eval_batches: int = 20
+    device: str | None = None  # None: CUDA when available, else CPU
+    compile: bool = False
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.resume and self.out_dir is None:
+            raise ValueError("resume=True needs out_dir, the folder holding the checkpoint")
+        for name in ("checkpoint_every", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (off) or positive, got {getattr(self, name)}")
+        if self.eval_batches < 1:
+            raise ValueError(f"eval_batches must be at least 1, got {self.eval_batches}")

@@ -1,0 +1,179 @@
+"""The training loop: `train_step` is one optimizer step, `train` runs them with checkpoints.
+
+Batches are a function of an index, `batches(i)`, never a stateful iterator: a resumed run, or
+each process of a distributed one, asks for exactly the batches an uninterrupted run would see.
+Launched by torchrun (WORLD_SIZE > 1), `train` joins the process group and wraps the model in
+DistributedDataParallel; process r of w takes the batches r, r + w, r + 2w, ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from lib.train.checkpoint import MetricsLog, load_checkpoint, rng_state, save_checkpoint
+from lib.train.config import RunConfig, TrainConfig
+from lib.train.optim import lr_at, make_optimizer
+from lib.utils import get_device
+
+Batch = tuple[torch.Tensor, ...]
+LossFn = Callable[[nn.Module, Batch], torch.Tensor]
+
+
+def distributed_setup(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); joins the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def autocast_for(device: torch.device):
+    """bfloat16 autocast on CUDA; on the CPU float32 throughout."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loss_fn: LossFn, batches, n: int, device) -> float:
+    """Mean loss over the fixed batches 0..n-1 of `batches`, with the model in eval mode."""
+    was_training = model.training
+    model.eval()
+    total = sum(loss_fn(model, _to(batches(i), device)).item() for i in range(n))
+    model.train(was_training)
+    return total / n
+
+
+def _to(batch: Batch, device: torch.device) -> Batch:
+    return tuple(t.to(device, non_blocking=True) for t in batch)
+
+
+def train_step(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: Callable[[int], Batch],
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    config: TrainConfig,
+) -> dict:
+    """Optimizer step `step` (0-based) over `config.grad_accum` micro-batches; its metrics.
+
+    `model` may be wrapped in DistributedDataParallel or torch.compile: its parameters are the
+    model's own, so clipping and the optimizer see the same tensors either way.
+    """
+    began = time.perf_counter()
+    device = next(model.parameters()).device
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    lr = lr_at(step, config)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss_sum, tokens = torch.zeros((), device=device), 0
+    for micro in range(config.grad_accum):
+        # Every process takes its own batch; together they see each index exactly once.
+        batch = _to(batches((step * config.grad_accum + micro) * world + rank), device)
+        sync = micro == config.grad_accum - 1 or world == 1
+        with contextlib.nullcontext() if sync else model.no_sync(), autocast_for(device):
+            loss = loss_fn(model, batch) / config.grad_accum
+        loss.backward()
+        loss_sum += loss.detach()
+        tokens += batch[0].numel() * world
+    if world > 1:  # log the loss averaged over all processes, not rank 0's alone
+        dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
+    clip = config.grad_clip if config.grad_clip is not None else math.inf
+    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), clip).item()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    elapsed = time.perf_counter() - began
+    return {
+        "step": step + 1,
+        "loss": loss_sum.item(),
+        "lr": lr,
+        "grad_norm": grad_norm,
+        "tokens_per_s": tokens / elapsed,
+    }
+
+
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: Callable[[int], Batch],
+    config: TrainConfig,
+    val_batches: Callable[[int], Batch] | None = None,
+    run: RunConfig | None = None,
+) -> list[dict]:
+    """Train `model` in place on `batches(i)` and return the metric records of the run."""
+    run = run or RunConfig()
+    device = get_device(run.device)
+    rank, world = distributed_setup(device)
+    torch.manual_seed(run.seed)
+    random.seed(run.seed)
+    model.to(device).train()
+    raw = model  # what is saved: the model, not its DDP or compiled wrapper
+    optimizer = make_optimizer(model, config)
+    out = Path(run.out_dir) if run.out_dir else None
+    start = load_checkpoint(out, model, optimizer) if run.resume else 0
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model)
+    if run.compile:
+        model = torch.compile(model)
+    log = MetricsLog(out if rank == 0 else None, start)
+    bar = tqdm(
+        total=config.steps,
+        initial=start,
+        desc="train",
+        mininterval=1.0,
+        disable=not run.progress or rank != 0,
+    )
+
+    def evaluate_now(step: int) -> None:
+        with autocast_for(device):
+            val = evaluate(model, loss_fn, val_batches, run.eval_batches, device)
+        log.write({"step": step, "val_loss": val})
+
+    def checkpoint_due(done: int) -> bool:
+        every = run.checkpoint_every and done % run.checkpoint_every == 0
+        return out is not None and rank == 0 and (every or done == config.steps)
+
+    done = start
+    try:
+        for step in range(start, config.steps):
+            rng = rng_state()  # kept so that Ctrl-C mid-step can save the state of the step start
+            record = train_step(model, loss_fn, batches, optimizer, step, config)
+            done, rng = step + 1, None  # step finished: the current RNG state belongs to `done`
+            log.write(record)
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", refresh=False)
+            if val_batches is not None and run.eval_every and done % run.eval_every == 0:
+                evaluate_now(done)
+            if checkpoint_due(done):
+                save_checkpoint(out, done, raw, optimizer)
+    except KeyboardInterrupt:
+        if out is not None and rank == 0 and done > start:
+            # Stopped by hand: keep every finished step. A crash instead falls back to the last
+            # periodic checkpoint, since the state it leaves behind cannot be trusted.
+            save_checkpoint(out, done, raw, optimizer, rng)
+            bar.write(f"interrupted: saved step {done} in {out}; continue with resume")
+        raise
+    bar.close()
+    evaluated_last = run.eval_every and config.steps % run.eval_every == 0
+    if val_batches is not None and start < config.steps and not evaluated_last:
+        evaluate_now(config.steps)
+    if out is not None and rank == 0:
+        settings = {"train": asdict(config), "run": asdict(run)}
+        (out / "config.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return log.records
