@@ -21,53 +21,24 @@ above all, the ratios naive / fused and MHA unfused / MHA fused (above 1: the fu
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import sys
 import time
-from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import (
+    add_device_options,
+    device_from,
+    interleaved_medians,
+    report_header,
+    rerun_command,
+    write_report,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from anywhere, without installing the package
-    sys.path.insert(0, str(ROOT))
-
-from lib.attention import MultiHeadAttention, attention, causal_mask  # noqa: E402
+from lib.attention import MultiHeadAttention, attention, causal_mask
 
 DEFAULT_LENGTHS = (128, 512, 1024, 2048)
 NAMES = ("naive", "fused", "MHA unfused", "MHA fused")
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_once(fn: Callable[[], object], device: torch.device) -> float:
-    """Seconds for one call."""
-    sync(device)
-    began = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - began
-
-
-def interleaved_medians(
-    fns: dict[str, Callable[[], object]], repeats: int, device: torch.device
-) -> dict[str, float]:
-    """Median seconds per call of each function; all of them run once in every repeat."""
-    for fn in fns.values():  # warm-up: allocator, kernels, caches
-        time_once(fn, device)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for r in range(repeats):
-        order = list(fns) if r % 2 == 0 else list(reversed(fns))  # no fixed first or last
-        for name in order:
-            times[name].append(time_once(fns[name], device))
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def measure(
@@ -102,23 +73,6 @@ def measure(
         return interleaved_medians(fns, args.repeats, device)
 
 
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), else what platform reports."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{cpu_name()}, {torch.get_num_threads()} threads"
-
-
 def table(results: dict[tuple[int, bool], dict[str, float]]) -> str:
     """A markdown table: ratios first (the result), then the median times they come from."""
     rows = [
@@ -140,8 +94,7 @@ def report(results, device: torch.device, args: argparse.Namespace, seconds: flo
     d_model = args.heads * args.head_dim
     return (
         f"# Naive against fused attention, forward pass ({device.type})\n\n"
-        f"- device: {device_name(device)}\n"
-        f"- torch {torch.__version__}, Python {platform.python_version()}, {args.dtype}\n"
+        f"{report_header(device)}, {args.dtype}\n"
         f"- batch {args.batch}, {args.heads} heads of head_dim {args.head_dim} "
         f"(MHA: d_model {d_model}); median of {args.repeats} interleaved repeats\n"
         f"- whole run: {seconds:.0f} s\n\n"
@@ -150,9 +103,7 @@ def report(results, device: torch.device, args: argparse.Namespace, seconds: flo
         "the MHA columns are `lib.attention.MultiHeadAttention` with `fused` off and on, "
         "projections included.\n\n"
         f"{table(results)}\n\n"
-        "Command: `python benchmarks/attention.py"
-        + (" --device cuda" if device.type == "cuda" else "")
-        + "`\n"
+        f"Command: `{rerun_command('attention', device)}`\n"
     )
 
 
@@ -175,29 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heads", type=int, default=8, help="attention heads (default: 8)")
     parser.add_argument("--head-dim", type=int, default=64, help="head dimension (default: 64)")
     parser.add_argument("--repeats", type=int, default=7, help="interleaved repeats (median)")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument(
         "--dtype",
         default="float32",
         choices=("float32", "bfloat16", "float16"),
         help="tensor dtype (default: float32)",
     )
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
-    )
-    parser.add_argument(
-        "--out",
-        default=None,
-        help="markdown file to write (default: benchmarks/results/attention_DEVICE.md; '-' = none)",
-    )
+    add_device_options(parser, "attention")
     args = parser.parse_args(argv)
     if args.repeats < 1 or min(args.lengths) < 1 or min(args.batch, args.heads, args.head_dim) < 1:
         parser.error("--repeats, --lengths, --batch, --heads and --head-dim must be positive")
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda was asked for, but CUDA is not available here")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    device = device_from(parser, args)
     dtype = getattr(torch, args.dtype)
 
     began = time.perf_counter()
@@ -207,17 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         for is_causal in (False, True)
     }
     text = report(results, device, args, time.perf_counter() - began)
-    print(text, end="")
-    if args.out != "-":
-        out = (
-            Path(args.out)
-            if args.out
-            else ROOT / "benchmarks" / "results" / f"attention_{device.type}.md"
-        )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
-        shown = out.resolve().relative_to(ROOT) if out.resolve().is_relative_to(ROOT) else out.name
-        print(f"\nwrote {shown}")
+    write_report(text, args.out, "attention", device)
     return 0
 
 

@@ -20,21 +20,20 @@ alike; the table reports the median over repeats as a ratio to torch LayerNorm.
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
+from common import (
+    add_device_options,
+    device_from,
+    interleaved_medians,
+    report_header,
+    rerun_command,
+    write_report,
+)
 from torch import nn
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from anywhere, without installing the package
-    sys.path.insert(0, str(ROOT))
-
-from lib.norm import LayerNorm, RMSNorm  # noqa: E402
+from lib.norm import LayerNorm, RMSNorm
 
 DEFAULT_SHAPES = ("1x128x768", "8x128x768", "8x384x2048")
 NAMES = ("torch LayerNorm", "torch RMSNorm", "lib LayerNorm", "lib RMSNorm")
@@ -92,21 +91,6 @@ def step_fn(norm: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> Callable[[]
     return step
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_once(step: Callable[[], None], inner: int, device: torch.device) -> float:
-    """Seconds per call, averaged over `inner` back-to-back calls."""
-    sync(device)
-    began = time.perf_counter()
-    for _ in range(inner):
-        step()
-    sync(device)
-    return (time.perf_counter() - began) / inner
-
-
 def measure(
     shape: tuple[int, int, int], repeats: int, inner: int, device: torch.device
 ) -> dict[str, float]:
@@ -118,31 +102,7 @@ def measure(
     norms = make_norms(d_model, device)
     check_agreement(norms, x)
     steps = {name: step_fn(norm, x, grad) for name, norm in norms.items()}
-    for step in steps.values():  # warm-up: allocator, kernels, caches
-        time_once(step, max(inner // 2, 1), device)
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for r in range(repeats):
-        order = list(steps) if r % 2 == 0 else list(reversed(steps))  # no fixed first or last
-        for name in order:
-            times[name].append(time_once(steps[name], inner, device))
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), else what platform reports."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{cpu_name()}, {torch.get_num_threads()} threads"
+    return interleaved_medians(steps, repeats, device, warmup=max(inner // 2, 1), inner=inner)
 
 
 def table(results: dict[tuple[int, int, int], dict[str, float]]) -> str:
@@ -162,16 +122,13 @@ def report(results, device: torch.device, repeats: int, inner: int, fused: dict)
     fused_text = ", ".join(f"{name}: {'fused' if f else 'composite'}" for name, f in fused.items())
     return (
         f"# LayerNorm vs RMSNorm, forward + backward ({device.type})\n\n"
-        f"- device: {device_name(device)}\n"
-        f"- torch {torch.__version__}, Python {platform.python_version()}\n"
+        f"{report_header(device)}\n"
         f"- median of {repeats} interleaved repeats of {inner} calls each\n"
         f"- kernels as autograd sees them: {fused_text}\n\n"
         "Ratios are times relative to `torch.nn.LayerNorm` (lower is faster; 2.00 = half as "
         "fast).\n\n"
         f"{table(results)}\n\n"
-        "Command: `python benchmarks/norms.py"
-        + (" --device cuda" if device.type == "cuda" else "")
-        + "`\n"
+        f"Command: `{rerun_command('norms', device)}`\n"
     )
 
 
@@ -190,40 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=15, help="interleaved repeats (median)")
     parser.add_argument("--inner", type=int, default=10, help="calls per timed repeat")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
-    )
-    parser.add_argument(
-        "--out",
-        default=None,
-        help="markdown file to write (default: benchmarks/results/norms_DEVICE.md; '-' = none)",
-    )
+    add_device_options(parser, "norms")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.inner < 1:
         parser.error("--repeats and --inner must be at least 1")
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda was asked for, but CUDA is not available here")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    device = device_from(parser, args)
 
     d_probe = args.shapes[0][2]
     probe = torch.randn(2, d_probe, device=device)
     fused = {name: is_fused(n, probe) for name, n in make_norms(d_probe, device).items()}
     results = {s: measure(s, args.repeats, args.inner, device) for s in args.shapes}
     text = report(results, device, args.repeats, args.inner, fused)
-    print(text, end="")
-    if args.out != "-":
-        out = (
-            Path(args.out)
-            if args.out
-            else ROOT / "benchmarks" / "results" / f"norms_{device.type}.md"
-        )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
-        shown = out.resolve().relative_to(ROOT) if out.resolve().is_relative_to(ROOT) else out.name
-        print(f"\nwrote {shown}")
+    write_report(text, args.out, "norms", device)
     return 0
 
 

@@ -22,17 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from anywhere, without installing the package
-    sys.path.insert(0, str(ROOT))
+from common import ROOT, cpu_name
 
 PROFILES = {
     "native": {},
@@ -117,16 +113,6 @@ def compare(native: dict, other: dict) -> str:
             fraction = (diff > 0).float().mean().item()
             moved.append(f"{key} ({fraction:.0%}, max {diff.max().item():.1e})")
     return "bit-identical" if not moved else "; ".join(moved)
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo where there is one, else the machine type."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.machine()
 
 
 def main() -> None:
