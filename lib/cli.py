@@ -12,7 +12,7 @@ import dataclasses
 import sys
 
 from lib.recipes import RECIPES
-from lib.train import CheckpointError, RunConfig, train
+from lib.train import CheckpointError, NonFiniteLossError, RunConfig, train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,6 +44,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="continue from OUT's last checkpoint up to --steps"
     )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a run already in OUT (else refused)"
+    )
     p.add_argument("--device", help="cpu, cuda or cuda:N; default: CUDA when available")
     p.add_argument("--compile", action="store_true", help="compile the model with torch.compile")
     p.add_argument("--seed", type=int, default=0, help="seed for weights, data and dropout")
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         run = RunConfig(
             out_dir=args.out,
             resume=args.resume,
+            overwrite=args.overwrite,
             checkpoint_every=args.checkpoint_every,
             eval_every=recipe.eval_every,
             eval_batches=recipe.eval_batches,
@@ -81,7 +85,16 @@ def main(argv: list[str] | None = None) -> int:
         records = train(
             recipe.model, recipe.loss_fn, recipe.batches, config, recipe.val_batches, run
         )
-    except (ValueError, KeyError, FileNotFoundError, CheckpointError) as exc:
+    except KeyboardInterrupt:
+        return 130  # what was saved has been said; no traceback
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        OSError,
+        CheckpointError,
+        NonFiniteLossError,
+    ) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"python -m lib.train: error: {message}", file=sys.stderr)
         return 1

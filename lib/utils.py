@@ -27,9 +27,16 @@ def set_seed(seed: int) -> None:
 def get_device(prefer: str | None = None) -> torch.device:
     """The device to run on: `prefer` if given, else CUDA when available, else CPU."""
     if prefer is not None:
-        device = torch.device(prefer)
+        try:
+            device = torch.device(prefer)
+        except RuntimeError:
+            raise ValueError(f"{prefer!r} is not a device; use cpu, cuda or cuda:N") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {prefer!r} was asked for, but CUDA is not available here")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"device {prefer!r} was asked for, but MPS is not available here")
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"device {prefer!r}: the book runs on cpu, cuda or mps")
         return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

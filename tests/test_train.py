@@ -20,6 +20,7 @@ from lib.train import (
     save_checkpoint,
     train,
 )
+from lib.train.checkpoint import sha256
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -190,7 +191,7 @@ def test_corrupt_or_missing_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(tmp_path, model, optimizer)
     save_checkpoint(tmp_path, 1, model, optimizer)
     (tmp_path / "state-0000001.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot load the checkpoint"):
+    with pytest.raises(CheckpointError, match="does not match the SHA-256"):
         load_checkpoint(tmp_path, model, optimizer)
     (tmp_path / "checkpoint.json").write_text("{")
     with pytest.raises(CheckpointError, match="not a valid checkpoint pointer"):
@@ -202,6 +203,9 @@ def test_loading_refuses_pickled_code(tmp_path):
     optimizer = torch.optim.AdamW(model.parameters())
     save_checkpoint(tmp_path, 1, model, optimizer)
     torch.save({"step": 1, "evil": TinyLM}, tmp_path / "state-0000001.pt")
+    pointer = json.loads((tmp_path / "checkpoint.json").read_text())
+    pointer["sha256"]["state"] = sha256(tmp_path / "state-0000001.pt")  # past the checksum
+    (tmp_path / "checkpoint.json").write_text(json.dumps(pointer))
     with pytest.raises(CheckpointError, match="cannot load"):
         load_checkpoint(tmp_path, model, optimizer)
 

@@ -13,6 +13,7 @@ runs it from the command line (`lib/cli.py`, with the recipes of `lib/recipes.py
 from lib.train.checkpoint import (
     CheckpointError,
     MetricsLog,
+    RunLock,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -21,6 +22,7 @@ from lib.train.config import RunConfig, TrainConfig
 from lib.train.loop import (
     Batch,
     LossFn,
+    NonFiniteLossError,
     autocast_for,
     distributed_setup,
     evaluate,
@@ -34,7 +36,9 @@ __all__ = [
     "CheckpointError",
     "LossFn",
     "MetricsLog",
+    "NonFiniteLossError",
     "RunConfig",
+    "RunLock",
     "TrainConfig",
     "autocast_for",
     "distributed_setup",

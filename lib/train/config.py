@@ -47,7 +47,8 @@ class RunConfig:
     """Where and how a run happens: device, seed, files, evaluation and the progress bar."""
 
     out_dir: str | None = None  # None: no metrics file, no checkpoints
-    resume: bool = False
+    resume: bool = False  # continue the run in out_dir from its checkpoint
+    overwrite: bool = False  # replace a run already in out_dir (otherwise refused)
     checkpoint_every: int = 0  # steps between checkpoints; 0 saves only at the end
     eval_every: int = 0  # steps between evaluations; 0 evaluates only at the end
     eval_batches: int = 20
@@ -57,8 +58,14 @@ class RunConfig:
     progress: bool = True
 
     def __post_init__(self):
+        if self.out_dir == "":
+            raise ValueError("out_dir is empty: give a folder, or None to save nothing")
         if self.resume and self.out_dir is None:
             raise ValueError("resume=True needs out_dir, the folder holding the checkpoint")
+        if self.resume and self.overwrite:
+            raise ValueError(
+                "resume and overwrite exclude each other: continue the run or replace it"
+            )
         for name in ("checkpoint_every", "eval_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (off) or positive, got {getattr(self, name)}")

@@ -13,6 +13,8 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -23,13 +25,24 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from lib.train.checkpoint import MetricsLog, load_checkpoint, rng_state, save_checkpoint
+from lib.train.checkpoint import (
+    MetricsLog,
+    RunLock,
+    load_checkpoint,
+    remove_orphans,
+    rng_state,
+    save_checkpoint,
+)
 from lib.train.config import RunConfig, TrainConfig
 from lib.train.optim import lr_at, make_optimizer
 from lib.utils import get_device
 
 Batch = tuple[torch.Tensor, ...]
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss came out inf or NaN: the run stops before that step changes the weights."""
 
 
 def distributed_setup(device: torch.device) -> tuple[int, int]:
@@ -94,6 +107,12 @@ def train_step(
         tokens += batch[0].numel() * world
     if world > 1:  # log the loss averaged over all processes, not rank 0's alone
         dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
+    loss = loss_sum.item()
+    if not math.isfinite(loss):  # every process sees the same average, and stops alike
+        raise NonFiniteLossError(
+            f"the loss of step {step + 1} is {loss}; stopped before the optimizer step, so the "
+            "last checkpoint stays finite: lower lr or check the batch, then resume"
+        )
     clip = config.grad_clip if config.grad_clip is not None else math.inf
     grad_norm = nn.utils.clip_grad_norm_(model.parameters(), clip).item()
     optimizer.step()
@@ -101,7 +120,7 @@ def train_step(
     elapsed = time.perf_counter() - began
     return {
         "step": step + 1,
-        "loss": loss_sum.item(),
+        "loss": loss,
         "lr": lr,
         "grad_norm": grad_norm,
         "tokens_per_s": tokens / elapsed,
@@ -116,16 +135,64 @@ def train(
     val_batches: Callable[[int], Batch] | None = None,
     run: RunConfig | None = None,
 ) -> list[dict]:
-    """Train `model` in place on `batches(i)` and return the metric records of the run."""
+    """Train `model` in place on `batches(i)` and return the metric records of the run.
+
+    With `run.out_dir`, the folder is locked for the run, a folder that holds a run is continued
+    only with `run.resume` (or replaced with `run.overwrite`), and SIGTERM saves like Ctrl-C.
+    """
     run = run or RunConfig()
     device = get_device(run.device)
     rank, world = distributed_setup(device)
+    out = Path(run.out_dir) if run.out_dir else None
+    lock = _claim(out, run) if out is not None and rank == 0 else None
+    try:
+        with _sigterm_as_interrupt():
+            return _train(model, loss_fn, batches, config, val_batches, run, device, out)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _claim(out: Path, run: RunConfig) -> RunLock:
+    """Lock `out` for this run, after checking that the run may write there."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; the run's output must be a folder")
+    holds_run = (out / "checkpoint.json").exists() or (out / "metrics.jsonl").exists()
+    if holds_run and not (run.resume or run.overwrite):
+        raise ValueError(
+            f"{out} already holds a run; continue it with --resume (resume=True), replace it "
+            "with --overwrite (overwrite=True), or choose another folder"
+        )
+    lock = RunLock(out)
+    remove_orphans(out)  # temporary files of a write that a crash cut short
+    return lock
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler's stop, `kill`) is handled as Ctrl-C: the finished steps are saved."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can be set only from the main thread
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _train(model, loss_fn, batches, config, val_batches, run, device, out) -> list[dict]:
+    """The loop itself, once `train` has claimed `out` (rank 0) and joined the process group."""
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     torch.manual_seed(run.seed)
     random.seed(run.seed)
     model.to(device).train()
     raw = model  # what is saved: the model, not its DDP or compiled wrapper
     optimizer = make_optimizer(model, config)
-    out = Path(run.out_dir) if run.out_dir else None
     start = load_checkpoint(out, model, optimizer) if run.resume else 0
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model)
