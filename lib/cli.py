@@ -35,6 +35,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", type=int, required=True, help="optimizer steps to train in total")
     p.add_argument(
+        "--lr-decay-steps",
+        type=int,
+        help="steps over which the learning rate decays (default: --steps); fix it to be able "
+        "to extend the run later with --resume --steps",
+    )
+    p.add_argument(
         "--grad-accum",
         type=int,
         default=1,
@@ -67,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(
             recipe.config,
             steps=args.steps,
-            warmup_steps=min(recipe.config.warmup_steps, args.steps),
+            # a run shorter than the recipe's warmup warms up over all of its horizon
+            warmup_steps=min(recipe.config.warmup_steps, args.lr_decay_steps or args.steps),
             grad_accum=args.grad_accum,
+            decay_steps=args.lr_decay_steps,
         )
         run = RunConfig(
             out_dir=args.out,
@@ -81,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             compile=args.compile,
             seed=args.seed,
             progress=not args.no_progress,
+            identity=recipe.identity,
         )
         records = train(
             recipe.model, recipe.loss_fn, recipe.batches, config, recipe.val_batches, run

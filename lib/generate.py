@@ -63,6 +63,8 @@ def sample_next(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """The next token of each row from last-position logits (batch, vocab) -> ids (batch,)."""
+    if torch.isnan(logits).any():  # argmax would pick a NaN, and softmax spread it to every token
+        raise ValueError("the model's logits hold NaN: its weights or its input are broken")
     if temperature == 0:
         return logits.argmax(dim=-1)  # greedy: the limit of temperature -> 0
     logits = logits.float() / temperature  # < 1 sharpens the distribution, > 1 flattens it
@@ -114,8 +116,8 @@ def stream(
         )
     # The forward passes check ids only where that is free (lib.embedding): here, once per call.
     check_token_ids(input_ids, model.config.vocab_size, anywhere=True)
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if type(max_new_tokens) is not int or max_new_tokens < 0:  # bool and float refused too
+        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
     prompt_len, max_seq_len = input_ids.shape[1], model.config.max_seq_len
     if use_cache and prompt_len + max_new_tokens > max_seq_len:
         raise ValueError(

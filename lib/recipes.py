@@ -32,6 +32,7 @@ class Recipe:
     config: TrainConfig  # its `steps` is the recipe's default; the command line sets its own
     eval_every: int  # steps between evaluations
     eval_batches: int  # validation batches per evaluation
+    identity: dict[str, str]  # what it trains (model, data, preset): a resume must name the same
 
 
 # --- GPT: nanoGPT's shakespeare_char recipe on a character corpus ------------------------------
@@ -73,6 +74,7 @@ def gpt(data: str | None = None, preset: str | None = None, seed: int = 0) -> Re
         ),
         eval_every=250,
         eval_batches=eval_batches,
+        identity={"model": "gpt", "data": data, "preset": preset},
     )
 
 
@@ -113,6 +115,7 @@ def transformer(data: str | None = None, preset: str | None = None, seed: int = 
         ),
         eval_every=200,
         eval_batches=1,
+        identity={"model": "transformer", "data": data, "preset": preset},
     )
 
 

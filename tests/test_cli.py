@@ -38,6 +38,8 @@ def test_train_then_resume(tmp_path):
         "--out",
         str(tmp_path),
         "--no-progress",
+        "--lr-decay-steps",  # a fixed horizon: the run may grow from 3 steps to 5
+        "5",
     ]
     first = run(*common, "--steps", "3")
     assert first.returncode == 0, first.stderr

@@ -7,6 +7,7 @@ a table of bad command lines checks that each gives one line naming the fix, and
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -99,26 +100,28 @@ def test_a_corrupt_byte_is_found_on_load(tmp_path):
 
 
 def test_a_torn_metrics_line_and_orphaned_files_are_repaired_on_resume(tmp_path):
-    whole = run_into(tmp_path / "whole")
+    def hyper(steps):  # a fixed horizon, so that the run may grow from 12 to 14 steps
+        return TrainConfig(steps=steps, warmup_steps=2, lr=1e-2, decay_steps=14)
+
+    def run(out, resume=False):
+        return RunConfig(out_dir=str(out), resume=resume, progress=False)
+
+    whole = train(make_model(), lm_loss, batches, hyper(14), run=run(tmp_path / "whole"))
     cut = tmp_path / "cut"
-    run_into(cut)
-    pointer = json.loads((cut / "checkpoint.json").read_text())
-    assert pointer["step"] == HYPER.steps
+    train(make_model(), lm_loss, batches, hyper(12), run=run(cut))
     with (cut / "metrics.jsonl").open("a") as f:
         f.write('{"step": 13, "lo')  # a crash in the middle of a line
     (cut / "model-0000013.safetensors.tmp").write_bytes(b"half a file")
-    longer = TrainConfig(steps=14, warmup_steps=2, lr=1e-2)
-    run = RunConfig(out_dir=str(cut), resume=True, progress=False)
-    resumed = train(make_model(), lm_loss, batches, longer, run=run)
+    resumed = train(make_model(), lm_loss, batches, hyper(14), run=run(cut, resume=True))
     assert [r["step"] for r in resumed] == list(range(1, 15))
-    assert [r["loss"] for r in resumed[:12]] == [r["loss"] for r in whole]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in whole]
     assert not list(cut.glob("*.tmp"))
 
 
 def test_sigterm_saves_the_finished_steps_like_ctrl_c(tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "lib.train", "--model", "gpt", "--device", "cpu"]
-    command += ["--out", str(out), "--no-progress"]
+    command += ["--out", str(out), "--no-progress", "--lr-decay-steps", "500"]
     env = {**os.environ, "BOOK_SCALE": "small"}
     proc = subprocess.Popen([*command, "--steps", "500"], env=env, stderr=subprocess.PIPE)
     metrics, deadline = out / "metrics.jsonl", time.monotonic() + 120
@@ -137,6 +140,35 @@ def test_sigterm_saves_the_finished_steps_like_ctrl_c(tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads((out / "checkpoint.json").read_text())["step"] == saved + 2
+
+
+def test_kill_9_at_a_random_step_then_resume_gives_the_uninterrupted_metrics(tmp_path):
+    command = [sys.executable, "-m", "lib.train", "--model", "gpt", "--device", "cpu"]
+    command += ["--steps", "30", "--checkpoint-every", "5", "--no-progress"]
+    env = {**os.environ, "BOOK_SCALE": "small", "OMP_NUM_THREADS": "1"}  # one summation order
+
+    def metrics(out: Path) -> list[dict]:
+        lines = (out / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if k != "tokens_per_s"} for x in lines]
+
+    whole = subprocess.run([*command, "--out", str(tmp_path / "whole")], env=env, timeout=300)
+    assert whole.returncode == 0
+    cut, kill_after = tmp_path / "cut", random.Random(7).randint(6, 27)
+    proc = subprocess.Popen([*command, "--out", str(cut)], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (cut / "metrics.jsonl").exists() and len(metrics_lines(cut)) >= kill_after:
+            break
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL: no handler runs, nothing is saved at the moment of death
+    assert proc.wait() == -signal.SIGKILL  # killed mid-run, not finished
+    resumed = subprocess.run([*command, "--out", str(cut), "--resume"], env=env, timeout=300)
+    assert resumed.returncode == 0
+    assert metrics(cut) == metrics(tmp_path / "whole")
+
+
+def metrics_lines(out: Path) -> list[str]:
+    return (out / "metrics.jsonl").read_text().splitlines()
 
 
 # name -> (arguments after --model gpt, what the one line must say); OUT is a new folder,
@@ -180,3 +212,69 @@ def test_a_bad_command_line_is_one_clear_line(name, tmp_path, capsys):
 def test_an_empty_out_is_refused(capsys):
     assert main(["--model", "gpt", "--steps", "2", "--out", "", "--no-progress"]) == 1
     assert "out_dir is empty" in capsys.readouterr().err
+
+
+# --- a resumed run is the run it continues ------------------------------------------------
+
+
+def test_a_resume_with_another_seed_is_refused(tmp_path):
+    run_into(tmp_path)
+    with pytest.raises(ValueError, match="started with seed=0, and this resume asks for seed=1"):
+        run_into(tmp_path, resume=True, seed=1)
+
+
+def test_a_resume_past_the_end_is_refused(tmp_path):
+    run_into(tmp_path)
+    run = RunConfig(out_dir=str(tmp_path), resume=True, progress=False)
+    shorter = TrainConfig(steps=10, warmup_steps=2, lr=1e-2)
+    with pytest.raises(ValueError, match="at step 12, past steps=10: nothing to train"):
+        train(make_model(), lm_loss, batches, shorter, run=run)
+
+
+def test_steps_may_grow_only_on_a_fixed_horizon(tmp_path):
+    def hyper(steps, decay_steps=None):
+        return TrainConfig(steps=steps, warmup_steps=2, lr=1e-2, decay_steps=decay_steps)
+
+    def run(out, resume=False):
+        return RunConfig(out_dir=str(out), resume=resume, progress=False)
+
+    train(make_model(), lm_loss, batches, hyper(6), run=run(tmp_path / "a"))
+    with pytest.raises(ValueError, match="its learning rate decays over them"):
+        train(make_model(), lm_loss, batches, hyper(12), run=run(tmp_path / "a", resume=True))
+    straight = train(make_model(), lm_loss, batches, hyper(12, 12), run=run(tmp_path / "b"))
+    train(make_model(), lm_loss, batches, hyper(6, 12), run=run(tmp_path / "c"))
+    grown = train(make_model(), lm_loss, batches, hyper(12, 12), run=run(tmp_path / "c", True))
+    assert [r["loss"] for r in grown] == [r["loss"] for r in straight]  # bit for bit
+
+
+def test_the_command_line_names_the_flag_that_differs(tmp_path, capsys):
+    common = ["--model", "gpt", "--steps", "2", "--out", str(tmp_path), "--no-progress"]
+    assert main([*common, "--preset", "shakespeare-char"]) == 0
+    capsys.readouterr()
+    assert main([*common, "--preset", "shakespeare-char-full", "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "started with preset='shakespeare-char'" in err
+
+
+# --- bad input to the library: one clear error, never a wrong result ----------------------
+
+
+def test_bad_library_input_is_a_clear_error():
+    from lib.generate import generate, sample_next
+    from lib.hf import gpt_config_from_hf, gpt_from_hf
+    from lib.models.gpt import GPT, GPTConfig
+    from lib.models.transformer import TransformerConfig
+
+    with pytest.raises(ValueError, match="n_heads must be a positive integer, got True"):
+        GPTConfig(n_heads=True)
+    with pytest.raises(ValueError, match="n_heads must be a positive integer, got 0"):
+        TransformerConfig(n_heads=0)
+    with pytest.raises(ValueError, match="the model's logits hold NaN"):
+        sample_next(torch.tensor([[0.0, float("nan")]]), temperature=0)
+    gpt = GPT(GPTConfig(vocab_size=5, max_seq_len=8, d_model=8, n_layers=1, n_heads=2))
+    with pytest.raises(ValueError, match="max_new_tokens must be an integer >= 0, got 2.5"):
+        generate(gpt, torch.zeros(1, 2, dtype=torch.long), 2.5)
+    with pytest.raises(TypeError, match="converts a transformers GPT2LMHeadModel, got GPT"):
+        gpt_from_hf(gpt)
+    with pytest.raises(TypeError, match="converts GPT-2"):
+        gpt_config_from_hf(gpt.config)

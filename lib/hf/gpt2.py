@@ -66,6 +66,11 @@ def _name_map(n_layers: int) -> list[tuple[tuple[str, ...], str, bool]]:
 def gpt_config_from_hf(hf_config) -> GPTConfig:
     """The GPTConfig of a transformers GPT2Config; raises for what our GPT does not implement."""
     c = hf_config
+    if getattr(c, "model_type", None) != "gpt2":
+        raise TypeError(
+            f"gpt_config_from_hf converts GPT-2 (a GPT2Config, model_type 'gpt2'), got "
+            f"{type(c).__name__} with model_type {getattr(c, 'model_type', None)!r}"
+        )
     unsupported = {
         "activation_function": c.activation_function not in GPT2_ACTIVATIONS,
         "scale_attn_weights": not c.scale_attn_weights,
@@ -127,6 +132,11 @@ def gpt_config_to_hf(config: GPTConfig):
 
 def gpt_from_hf(hf_model) -> GPT:
     """A GPT with the config and weights of a transformers GPT2LMHeadModel (in eval mode)."""
+    if type(hf_model).__name__ != "GPT2LMHeadModel":
+        raise TypeError(
+            f"gpt_from_hf converts a transformers GPT2LMHeadModel, got {type(hf_model).__name__}"
+            "; load the checkpoint with GPT2LMHeadModel.from_pretrained"
+        )
     config = gpt_config_from_hf(hf_model.config)
     hf = hf_model.state_dict()
     state = {}

@@ -41,6 +41,11 @@ class TransformerConfig:
     eos_id: int = 2  # ends every target; decoding stops there
 
     def __post_init__(self):
+        sizes = ("src_vocab_size", "tgt_vocab_size", "max_seq_len", "d_model", "n_heads")
+        for name in (*sizes, "n_encoder_layers", "n_decoder_layers", "d_ff"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
@@ -51,9 +56,6 @@ class TransformerConfig:
                 f"share_embeddings needs one vocabulary, but src_vocab_size={self.src_vocab_size}"
                 f" and tgt_vocab_size={self.tgt_vocab_size}; set share_embeddings=False"
             )
-        for name in ("max_seq_len", "n_encoder_layers", "n_decoder_layers", "d_ff"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         specials = {"pad_id": self.pad_id, "bos_id": self.bos_id, "eos_id": self.eos_id}

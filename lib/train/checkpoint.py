@@ -4,7 +4,8 @@ verified on load; and the metrics log that resumes with them.
 A run's folder holds:
 
     metrics.jsonl          one JSON line per optimizer step, and one per evaluation
-    checkpoint.json        the latest checkpoint: its step, files and their SHA-256 (written last)
+    checkpoint.json        the latest checkpoint: its step, files, their SHA-256 and the run's
+                           settings (written last)
     model-STEP.safetensors the model weights
     state-STEP.pt          optimizer, RNG and step (tensors and plain values only)
     .lock                  held while a run trains here, so that a second one is refused
@@ -60,7 +61,12 @@ def rng_state() -> dict:
 
 
 def save_checkpoint(
-    out: Path, step: int, model: nn.Module, optimizer, rng: dict | None = None
+    out: Path,
+    step: int,
+    model: nn.Module,
+    optimizer,
+    rng: dict | None = None,
+    settings: dict | None = None,
 ) -> None:
     """Save weights (safetensors) and the rest of the state; then point checkpoint.json at them.
 
@@ -73,7 +79,7 @@ def save_checkpoint(
     _atomic(out / files["model"], lambda p: save_model(model, str(p)))
     _atomic(out / files["state"], lambda p: torch.save(state, p))
     digests = {kind: sha256(out / name) for kind, name in files.items()}
-    pointer = json.dumps({"step": step, **files, "sha256": digests})
+    pointer = json.dumps({"step": step, **files, "sha256": digests, "settings": settings})
     old = read_pointer(out)
     _atomic(out / "checkpoint.json", lambda p: p.write_text(pointer + "\n"))
     if old is not None and old["step"] != step:
@@ -101,7 +107,12 @@ def read_pointer(out: Path) -> dict | None:
             "model-NNNNNNN.safetensors and state-NNNNNNN.pt): restore the file or start afresh "
             "in a new folder"
         )
-    return {"step": step, **names, "sha256": pointer.get("sha256", {})}
+    return {
+        "step": step,
+        **names,
+        "sha256": pointer.get("sha256", {}),
+        "settings": pointer.get("settings"),
+    }
 
 
 def load_checkpoint(out: Path, model: nn.Module, optimizer) -> int:

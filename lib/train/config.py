@@ -23,6 +23,9 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float | None = 1.0  # max global gradient norm; None turns clipping off
     grad_accum: int = 1  # micro-batches summed into one optimizer step
+    # The cosine's horizon; None: `steps`. Set it to extend a run later on the same schedule
+    # (nanoGPT's lr_decay_iters): the learning rate then stays at the floor after decay_steps.
+    decay_steps: int | None = None
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -32,9 +35,16 @@ class TrainConfig:
             raise ValueError(
                 f"need lr > 0 and 0 <= min_lr_ratio <= 1, got {self.lr}, {self.min_lr_ratio}"
             )
-        if not 0 <= self.warmup_steps <= self.steps:
+        horizon = self.steps if self.decay_steps is None else self.decay_steps
+        if not 0 <= self.warmup_steps <= horizon:
             raise ValueError(
-                f"warmup_steps must lie in [0, steps={self.steps}], got {self.warmup_steps}"
+                f"warmup_steps must lie in [0, {horizon}] (steps, or decay_steps where set), "
+                f"got {self.warmup_steps}"
+            )
+        if self.decay_steps is not None and self.decay_steps < max(self.warmup_steps, 1):
+            raise ValueError(
+                f"decay_steps must be at least warmup_steps={self.warmup_steps} (and 1), "
+                f"got {self.decay_steps}; None decays over all the steps"
             )
         if self.grad_accum < 1:
             raise ValueError(f"grad_accum must be at least 1, got {self.grad_accum}")
@@ -56,6 +66,9 @@ class RunConfig:
     compile: bool = False
     seed: int = 0
     progress: bool = True
+    # What the run is (model, data, preset, ...), kept with every checkpoint: a resume that
+    # names another is refused. The command line fills it from the recipe.
+    identity: dict | None = None
 
     def __post_init__(self):
         if self.out_dir == "":

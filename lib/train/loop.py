@@ -29,6 +29,7 @@ from lib.train.checkpoint import (
     MetricsLog,
     RunLock,
     load_checkpoint,
+    read_pointer,
     remove_orphans,
     rng_state,
     save_checkpoint,
@@ -185,6 +186,50 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def run_settings(config: TrainConfig, run: RunConfig) -> dict:
+    """What makes a run the run it is, as JSON values: kept with every checkpoint."""
+    settings = {"train": asdict(config), "seed": run.seed, "identity": run.identity}
+    return json.loads(json.dumps(settings))
+
+
+def check_continues(stored: dict | None, settings: dict, start: int, out: Path) -> str | None:
+    """Refuse a resume that would not continue the run in `out`; say what an allowed change is.
+
+    Every setting must match, except `steps`, which may change only where the schedule's
+    horizon (`decay_steps`) is fixed and so does not follow it.
+    """
+    if stored is None:
+        return None  # a checkpoint from before settings were kept: nothing to compare
+    now = {"seed": settings["seed"], **(settings["identity"] or {}), **settings["train"]}
+    then = {"seed": stored["seed"], **(stored["identity"] or {}), **stored["train"]}
+    for name in sorted(set(now) | set(then)):
+        if name != "steps" and now.get(name) != then.get(name):
+            raise ValueError(
+                f"the run in {out} was started with {name}={then.get(name)!r}, and this resume "
+                f"asks for {name}={now.get(name)!r}; resume with the same {name}, or start a "
+                "new run in another folder"
+            )
+    steps, started = now["steps"], then["steps"]
+    if steps < start:
+        raise ValueError(
+            f"the checkpoint in {out} is at step {start}, past steps={steps}: nothing to train; "
+            f"resume with steps of at least {start}"
+        )
+    if steps != started and now["decay_steps"] is None:
+        raise ValueError(
+            f"the run in {out} was started with steps={started} and its learning rate decays "
+            f"over them; resuming with steps={steps} would change the schedule it trained on. "
+            "Start runs that may grow with a fixed horizon (--lr-decay-steps), or resume with "
+            f"steps={started}"
+        )
+    if steps != started:
+        return (
+            f"resuming to {steps} steps (started for {started}); the learning rate still "
+            f"decays to step {now['decay_steps']}"
+        )
+    return None
+
+
 def _train(model, loss_fn, batches, config, val_batches, run, device, out) -> list[dict]:
     """The loop itself, once `train` has claimed `out` (rank 0) and joined the process group."""
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -193,7 +238,12 @@ def _train(model, loss_fn, batches, config, val_batches, run, device, out) -> li
     model.to(device).train()
     raw = model  # what is saved: the model, not its DDP or compiled wrapper
     optimizer = make_optimizer(model, config)
-    start = load_checkpoint(out, model, optimizer) if run.resume else 0
+    settings, note, start = run_settings(config, run), None, 0
+    if run.resume:  # the settings are compared first: a model of another shape would not load
+        pointer = read_pointer(out)
+        if pointer is not None:
+            note = check_continues(pointer["settings"], settings, pointer["step"], out)
+        start = load_checkpoint(out, model, optimizer)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model)
     if run.compile:
@@ -206,6 +256,8 @@ def _train(model, loss_fn, batches, config, val_batches, run, device, out) -> li
         mininterval=1.0,
         disable=not run.progress or rank != 0,
     )
+    if note is not None and rank == 0:
+        bar.write(note)
 
     def evaluate_now(step: int) -> None:
         with autocast_for(device):
@@ -228,12 +280,12 @@ def _train(model, loss_fn, batches, config, val_batches, run, device, out) -> li
             if val_batches is not None and run.eval_every and done % run.eval_every == 0:
                 evaluate_now(done)
             if checkpoint_due(done):
-                save_checkpoint(out, done, raw, optimizer)
+                save_checkpoint(out, done, raw, optimizer, settings=settings)
     except KeyboardInterrupt:
         if out is not None and rank == 0 and done > start:
             # Stopped by hand: keep every finished step. A crash instead falls back to the last
             # periodic checkpoint, since the state it leaves behind cannot be trusted.
-            save_checkpoint(out, done, raw, optimizer, rng)
+            save_checkpoint(out, done, raw, optimizer, rng, settings)
             bar.write(f"interrupted: saved step {done} in {out}; continue with resume")
         raise
     bar.close()

@@ -11,11 +11,13 @@ from lib.train.config import TrainConfig
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
-    """Learning rate at optimizer step `step` (0-based): linear warmup, then cosine decay."""
+    """Learning rate at optimizer step `step` (0-based): linear warmup, then cosine decay to
+    the floor at `decay_steps` (by default the last step), and the floor after it."""
     peak, floor = config.lr, config.lr * config.min_lr_ratio
     if step < config.warmup_steps:
         return peak * (step + 1) / config.warmup_steps
-    span = max(config.steps - config.warmup_steps, 1)
+    horizon = config.steps if config.decay_steps is None else config.decay_steps
+    span = max(horizon - config.warmup_steps, 1)
     progress = min((step - config.warmup_steps) / span, 1.0)
     return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
 
