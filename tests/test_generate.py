@@ -161,7 +161,7 @@ def test_kv_caches_follow_the_config():
         (dict(top_k=2.5), "top_k must be a positive integer"),
         (dict(top_p=0.0), r"top_p must lie in \(0, 1\]"),
         (dict(top_p=1.5), r"top_p must lie in \(0, 1\]"),
-        (dict(max_new_tokens=-1), "max_new_tokens must be >= 0"),
+        (dict(max_new_tokens=-1), "max_new_tokens must be an integer >= 0"),
         (dict(input_ids=torch.zeros(5, dtype=torch.long)), r"pass ids\[None\]"),
     ],
 )
