@@ -23,6 +23,7 @@ class _Parser(argparse.ArgumentParser):
 def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m lib.train",
+        allow_abbrev=False,  # else --lr would silently mean --lr-decay-steps
         description="Train one of the book's models with the book's training recipe. "
         "Metrics go to OUT/metrics.jsonl, checkpoints to OUT/.",
     )
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             recipe.config,
             steps=args.steps,
             # a run shorter than the recipe's warmup warms up over all of its horizon
-            warmup_steps=min(recipe.config.warmup_steps, args.lr_decay_steps or args.steps),
+            warmup_steps=max(0, min(recipe.config.warmup_steps, args.lr_decay_steps or args.steps)),
             grad_accum=args.grad_accum,
             decay_steps=args.lr_decay_steps,
         )

@@ -64,7 +64,10 @@ class CharTokenizer:
     def load(cls, path: str | Path) -> CharTokenizer:
         """Read a tokenizer written by `save`."""
         data = _read_json(path, "CharTokenizer")
-        return cls(data["chars"])
+        chars = data.get("chars")
+        if not isinstance(chars, str) or len(set(chars)) != len(chars):
+            raise ValueError(f"{path}: 'chars' must be a string of distinct characters")
+        return cls(chars)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,7 +270,10 @@ class BPETokenizer:
         pattern = data.get("pattern")
         if pattern is not None and not isinstance(pattern, str):
             raise ValueError(f"{path}: 'pattern' must be a regular expression string or null")
-        return cls(merges=[tuple(m) for m in merges], pattern=pattern)
+        try:
+            return cls(merges=[tuple(m) for m in merges], pattern=pattern)
+        except re.error as exc:
+            raise ValueError(f"{path}: 'pattern' is not a regular expression ({exc})") from None
 
 
 def _check_id(i: int, vocab_size: int) -> int:
@@ -286,7 +292,10 @@ def _check_vocab_size(vocab_size: int) -> None:
 
 
 def _read_json(path: str | Path, kind: str) -> dict:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a JSON file ({exc}), so not a saved {kind}") from None
     if not isinstance(data, dict) or data.get("type") != kind:
         raise ValueError(f"{path} does not hold a saved {kind}")
     return data

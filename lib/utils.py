@@ -51,6 +51,13 @@ def scale() -> str:
     return "full" if torch.cuda.is_available() else "small"
 
 
+def check_positive_int(name: str, value: object) -> int:
+    """`value` if it is an int >= 1 (not a bool, not a float), else a ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of distinct parameters of `model` (a tied weight is counted once)."""
     params = {id(p): p for p in model.parameters() if p.requires_grad or not trainable_only}

@@ -87,4 +87,4 @@ def test_corrupt_checkpoint_is_one_clear_line(tmp_path):
     result = run(*common, "--steps", "2", "--resume")
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
-    assert "not a valid checkpoint pointer" in result.stderr
+    assert "is not a checkpoint pointer this runner wrote" in result.stderr

@@ -129,7 +129,7 @@ def test_lm_batches_depend_only_on_seed_and_index():
     [
         (torch.arange(5), 2, 8, "needs seq_len \\+ 1 = 9 tokens"),
         (torch.zeros(2, 3, dtype=torch.long), 2, 1, "1-D tensor"),
-        (torch.arange(50), 0, 4, "must be positive"),
+        (torch.arange(50), 0, 4, "batch_size must be a positive integer, got 0"),
     ],
 )
 def test_lm_batches_bad_inputs(ids, batch, seq, message):

@@ -1,16 +1,20 @@
 """Training runs never lose work: lib.train and its command line under faults and bad input.
 
 Each of the ways a run could lose data has its test (a pointer aimed outside the run folder,
-a second run into the same folder, SIGTERM, a NaN loss, a corrupt file, an empty --out), and
-a table of bad command lines checks that each gives one line naming the fix, and no traceback.
+a second run into the same folder, SIGTERM, a NaN loss, a corrupt file, an empty --out). Three
+tables then try bad input the way a hostile but realistic user would: command lines, damaged
+run folders, and calls into the library; each must give one line naming the fix, never a
+traceback or a silent wrong result.
 """
 
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -176,14 +180,25 @@ def metrics_lines(out: Path) -> list[str]:
 BAD_COMMAND_LINES = {
     "no steps": ("--steps 0 --out OUT", "steps must be at least 1"),
     "negative steps": ("--steps -3 --out OUT", "steps must be at least 1"),
+    "steps not a number": ("--steps abc --out OUT", "argument --steps: invalid int value: 'abc'"),
     "negative checkpoint interval": (
         "--steps 2 --checkpoint-every -5 --out OUT",
         "checkpoint_every must be 0 (off) or positive",
     ),
     "no micro-batches": ("--steps 2 --grad-accum 0 --out OUT", "grad_accum must be at least 1"),
+    "negative decay horizon": (
+        "--steps 2 --lr-decay-steps -1 --out OUT",
+        "decay_steps must be at least 1 or None, got -1",
+    ),
+    # argparse would otherwise read --lr as --lr-decay-steps, a silent wrong schedule
+    "abbreviated flag": ("--steps 2 --lr 1 --out OUT", "unrecognized arguments: --lr 1"),
+    "unknown model": ("--model bart --steps 2 --out OUT", "invalid choice: 'bart'"),
     "unknown device": ("--steps 2 --device gpu --out OUT", "'gpu' is not a device"),
+    "malformed device": ("--steps 2 --device cuda:x --out OUT", "'cuda:x' is not a device"),
     "absent CUDA": ("--steps 2 --device cuda --out OUT", "CUDA is not available"),
+    "absent MPS": ("--steps 2 --device mps --out OUT", "MPS is not available"),
     "out is a file": ("--steps 2 --out FILE", "is a file"),
+    "out below a file": ("--steps 2 --out FILE/run", "cannot write the run folder"),
     "nothing to resume": ("--steps 2 --resume --out OUT", "nothing to resume"),
     "resume and overwrite": (
         "--steps 2 --resume --overwrite --out OUT",
@@ -194,19 +209,81 @@ BAD_COMMAND_LINES = {
 }
 
 
+def exit_code(argv: list[str]) -> int:
+    """`main`'s exit status, also where argparse exits (status 2) on a malformed command line."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
 @pytest.mark.parametrize("name", list(BAD_COMMAND_LINES))
 def test_a_bad_command_line_is_one_clear_line(name, tmp_path, capsys):
     if name == "absent CUDA" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
+    if name == "absent MPS" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
     (tmp_path / "file").write_text("not a folder")
     words, message = BAD_COMMAND_LINES[name]
-    paths = {"OUT": str(tmp_path / "new"), "FILE": str(tmp_path / "file")}
-    argv = [paths.get(word, word) for word in words.split()]
-    assert main(["--model", "gpt", "--no-progress", *argv]) == 1
+    words = words.replace("OUT", str(tmp_path / "new")).replace("FILE", str(tmp_path / "file"))
+    assert exit_code(["--model", "gpt", "--no-progress", *words.split()]) in (1, 2)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("python -m lib.train: error: "), err
     assert message in err
     assert not (tmp_path / "new" / "metrics.jsonl").exists()  # refused before training
+
+
+# A finished 2-step run whose checkpoint.json or files are then damaged: name -> (the damage,
+# what the one line must say). The resume is refused and the run's metrics stay as they were.
+DAMAGED_RUNS = {
+    "pointer not JSON": ({"raw": "garbage{"}, "is not a checkpoint pointer this runner wrote"),
+    "pointer a list": ({"raw": "[1, 2]"}, "is not a checkpoint pointer this runner wrote"),
+    "pointer without step": ({"drop": "step"}, "is not a checkpoint pointer this runner wrote"),
+    "step a string": ({"set": ("step", "2")}, "not a checkpoint of this folder"),
+    "step negative": ({"set": ("step", -1)}, "not a checkpoint of this folder"),
+    "checksums not a table": ({"set": ("sha256", "x")}, "not a checkpoint of this folder"),
+    "settings not a table": ({"set": ("settings", [])}, "not a checkpoint of this folder"),
+    "state file gone": ({"remove": "state"}, "is missing: checkpoint.json points at it"),
+    "weights truncated": ({"truncate": "model"}, "does not match the SHA-256"),
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("finished") / "run"
+    common = ["--model", "gpt", "--no-progress", "--lr-decay-steps", "4", "--out", str(out)]
+    assert main([*common, "--steps", "2"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("name", list(DAMAGED_RUNS))
+def test_a_damaged_run_is_refused_in_one_line(name, finished_run, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    metrics = (out / "metrics.jsonl").read_bytes()
+    damage, message = DAMAGED_RUNS[name]
+    pointer_path = out / "checkpoint.json"
+    pointer = json.loads(pointer_path.read_text())
+    if "raw" in damage:
+        pointer_path.write_text(damage["raw"])
+    elif "drop" in damage:
+        del pointer[damage["drop"]]
+    elif "set" in damage:
+        key, value = damage["set"]
+        pointer[key] = value
+    elif "remove" in damage:
+        (out / pointer[damage["remove"]]).unlink()
+    else:
+        with (out / pointer[damage["truncate"]]).open("r+b") as file:
+            file.truncate(100)
+    if not {"raw", "remove", "truncate"} & set(damage):
+        pointer_path.write_text(json.dumps(pointer))
+    capsys.readouterr()
+    argv = ["--model", "gpt", "--no-progress", "--lr-decay-steps", "4", "--out", str(out)]
+    assert main([*argv, "--steps", "4", "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert (out / "metrics.jsonl").read_bytes() == metrics
 
 
 def test_an_empty_out_is_refused(capsys):
@@ -259,22 +336,157 @@ def test_the_command_line_names_the_flag_that_differs(tmp_path, capsys):
 # --- bad input to the library: one clear error, never a wrong result ----------------------
 
 
-def test_bad_library_input_is_a_clear_error():
+def _library_calls() -> dict:
+    """name -> (a call with bad input, the exception it must raise, what its message says)."""
+    from lib.data.lm import lm_batches
     from lib.generate import generate, sample_next
     from lib.hf import gpt_config_from_hf, gpt_from_hf
     from lib.models.gpt import GPT, GPTConfig
     from lib.models.transformer import TransformerConfig
+    from lib.tokenizer import BPETokenizer, CharTokenizer
 
-    with pytest.raises(ValueError, match="n_heads must be a positive integer, got True"):
-        GPTConfig(n_heads=True)
-    with pytest.raises(ValueError, match="n_heads must be a positive integer, got 0"):
-        TransformerConfig(n_heads=0)
-    with pytest.raises(ValueError, match="the model's logits hold NaN"):
-        sample_next(torch.tensor([[0.0, float("nan")]]), temperature=0)
     gpt = GPT(GPTConfig(vocab_size=5, max_seq_len=8, d_model=8, n_layers=1, n_heads=2))
-    with pytest.raises(ValueError, match="max_new_tokens must be an integer >= 0, got 2.5"):
-        generate(gpt, torch.zeros(1, 2, dtype=torch.long), 2.5)
-    with pytest.raises(TypeError, match="converts a transformers GPT2LMHeadModel, got GPT"):
-        gpt_from_hf(gpt)
-    with pytest.raises(TypeError, match="converts GPT-2"):
-        gpt_config_from_hf(gpt.config)
+    prompt = torch.zeros(1, 2, dtype=torch.long)
+    ids = torch.arange(50)
+
+    def saved(text: str | bytes) -> Path:
+        path = Path(tempfile.mkdtemp()) / "tokenizer.json"
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        return path
+
+    bpe = '{"type": "BPETokenizer", "pattern": null, "merges": %s}'
+    return {
+        "heads a bool": (lambda: GPTConfig(n_heads=True), ValueError, "positive integer, got True"),
+        "no heads": (lambda: TransformerConfig(n_heads=0), ValueError, "positive integer, got 0"),
+        "NaN logits": (
+            lambda: sample_next(torch.tensor([[0.0, float("nan")]]), temperature=0),
+            ValueError,
+            "the model's logits hold NaN",
+        ),
+        "fractional new tokens": (
+            lambda: generate(gpt, prompt, 2.5),
+            ValueError,
+            "max_new_tokens must be an integer >= 0, got 2.5",
+        ),
+        "negative temperature": (
+            lambda: generate(gpt, prompt, 2, temperature=-1),
+            ValueError,
+            "temperature must be a finite number >= 0",
+        ),
+        "ids outside the vocabulary": (
+            lambda: generate(gpt, torch.tensor([[7]]), 2),
+            IndexError,
+            "token ids must lie in [0, 5)",
+        ),
+        "prompt past the context": (
+            lambda: generate(gpt, torch.zeros(1, 9, dtype=torch.long), 2),
+            ValueError,
+            "past the model's max_seq_len=8",
+        ),
+        "converter given our GPT": (
+            lambda: gpt_from_hf(gpt),
+            TypeError,
+            "converts a transformers GPT2LMHeadModel, got GPT",
+        ),
+        "config converter given ours": (
+            lambda: gpt_config_from_hf(gpt.config),
+            TypeError,
+            "converts GPT-2",
+        ),
+        "batch of no sequences": (
+            lambda: lm_batches(ids, 0, 8),
+            ValueError,
+            "batch_size must be a positive integer, got 0",
+        ),
+        "fractional batch": (
+            lambda: lm_batches(ids, 2.5, 8),
+            ValueError,
+            "batch_size must be a positive integer, got 2.5",
+        ),
+        "data of two dimensions": (lambda: lm_batches(ids[None], 2, 8), ValueError, "1-D tensor"),
+        "tokenizer not JSON": (
+            lambda: BPETokenizer.load(saved("merges: 1")),
+            ValueError,
+            "is not a JSON file",
+        ),
+        "tokenizer binary": (
+            lambda: BPETokenizer.load(saved(b"\xff\xfe\x00")),
+            ValueError,
+            "is not a JSON file",
+        ),
+        "tokenizer of another kind": (
+            lambda: BPETokenizer.load(saved('{"type": "CharTokenizer", "chars": "ab"}')),
+            ValueError,
+            "does not hold a saved BPETokenizer",
+        ),
+        "merge of an unknown token": (
+            lambda: BPETokenizer.load(saved(bpe % "[[0, 999]]")),
+            ValueError,
+            "refers to a token not yet in the vocabulary",
+        ),
+        "broken split pattern": (
+            lambda: BPETokenizer.load(saved(bpe.replace("null", '"("') % "[]")),
+            ValueError,
+            "'pattern' is not a regular expression",
+        ),
+        "characters repeated": (
+            lambda: CharTokenizer.load(saved('{"type": "CharTokenizer", "chars": "aab"}')),
+            ValueError,
+            "a string of distinct characters",
+        ),
+        "learning rate NaN": (
+            lambda: TrainConfig(lr=float("nan")),
+            ValueError,
+            "need a finite lr > 0",
+        ),
+        "beta of one or more": (
+            lambda: TrainConfig(betas=(0.9, 1.5)),
+            ValueError,
+            "betas in [0, 1)",
+        ),
+        "negative weight decay": (
+            lambda: TrainConfig(weight_decay=-0.1),
+            ValueError,
+            "need weight_decay >= 0",
+        ),
+        "no evaluation batches": (
+            lambda: RunConfig(eval_batches=0),
+            ValueError,
+            "eval_batches must be at least 1",
+        ),
+    }
+
+
+LIBRARY_CALLS = _library_calls()
+
+
+@pytest.mark.parametrize("name", list(LIBRARY_CALLS))
+def test_bad_library_input_is_a_clear_error(name):
+    call, error, message = LIBRARY_CALLS[name]
+    with pytest.raises(error) as caught:
+        call()
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+# --- downloads ---------------------------------------------------------------------------
+# The corpora ship in data/ (sha256-checked, lib/data/corpora.py) and weights come from pip
+# packages, so nothing in lib/ downloads and no half-downloaded file can be installed. This
+# test keeps it so: a network module imported anywhere in lib/ fails it.
+
+NETWORK_MODULES = {"urllib", "http", "socket", "requests", "httpx", "ftplib", "huggingface_hub"}
+
+
+def test_lib_downloads_nothing():
+    import ast
+
+    found = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "lib").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            found += [f"{path}: {n}" for n in names if n.split(".")[0] in NETWORK_MODULES]
+    assert not found, found

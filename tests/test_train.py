@@ -194,7 +194,7 @@ def test_corrupt_or_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="does not match the SHA-256"):
         load_checkpoint(tmp_path, model, optimizer)
     (tmp_path / "checkpoint.json").write_text("{")
-    with pytest.raises(CheckpointError, match="not a valid checkpoint pointer"):
+    with pytest.raises(CheckpointError, match="is not a checkpoint pointer this runner wrote"):
         load_checkpoint(tmp_path, model, optimizer)
 
 

@@ -11,6 +11,7 @@ import torch
 
 from lib.data.corpora import load_text
 from lib.tokenizer import CharTokenizer
+from lib.utils import check_positive_int
 
 
 def train_val_split(data, val_fraction: float = 0.1):
@@ -31,8 +32,8 @@ def lm_batches(
     """
     if ids.dim() != 1:
         raise ValueError(f"ids must be a 1-D tensor of token ids, got shape {tuple(ids.shape)}")
-    if batch_size < 1 or seq_len < 1:
-        raise ValueError(f"batch_size and seq_len must be positive, got {batch_size}, {seq_len}")
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("seq_len", seq_len)
     if len(ids) < seq_len + 1:
         raise ValueError(
             f"a window needs seq_len + 1 = {seq_len + 1} tokens but the data has {len(ids)}; "

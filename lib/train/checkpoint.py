@@ -97,10 +97,20 @@ def read_pointer(out: Path) -> dict | None:
         step = pointer["step"]
         names = {kind: pointer[kind] for kind in FILE_NAMES}
     except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path} is not a valid checkpoint pointer: {exc!r}") from exc
+        raise CheckpointError(
+            f"{path} is not a checkpoint pointer this runner wrote ({exc!r}): restore the file "
+            "or start afresh in a new folder"
+        ) from exc
     bad = {
         k: v for k, v in names.items() if not (isinstance(v, str) and FILE_NAMES[k].fullmatch(v))
     }
+    sha256, settings = pointer.get("sha256", {}), pointer.get("settings")
+    if not (isinstance(sha256, dict) and all(isinstance(v, str) for v in sha256.values())):
+        bad["sha256"] = sha256
+    if not (
+        settings is None or isinstance(settings, dict) and isinstance(settings.get("train"), dict)
+    ):
+        bad["settings"] = settings
     if not isinstance(step, int) or step < 0 or bad:
         raise CheckpointError(
             f"{path} names {bad or {'step': step}}, not a checkpoint of this folder (expected "
@@ -110,8 +120,8 @@ def read_pointer(out: Path) -> dict | None:
     return {
         "step": step,
         **names,
-        "sha256": pointer.get("sha256", {}),
-        "settings": pointer.get("settings"),
+        "sha256": sha256,
+        "settings": settings,
     }
 
 
@@ -167,8 +177,13 @@ class RunLock:
     """
 
     def __init__(self, out: Path):
-        out.mkdir(parents=True, exist_ok=True)
-        self.file = (out / ".lock").open("w")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            self.file = (out / ".lock").open("w")
+        except OSError as exc:  # a file on the way, a read-only disk, no permission
+            raise CheckpointError(
+                f"cannot write the run folder {out}: {exc.strerror}; choose another --out"
+            ) from None
         try:
             _lock(self.file, exclusive=True)
         except OSError:  # BlockingIOError on POSIX, PermissionError on Windows

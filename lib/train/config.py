@@ -8,6 +8,7 @@ person running it chooses these. Both validate on creation, with errors that say
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -31,10 +32,17 @@ class TrainConfig:
         self.betas = tuple(self.betas)
         if self.steps < 1:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
-        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
+        if not (self.lr > 0 and math.isfinite(self.lr) and 0 <= self.min_lr_ratio <= 1):
             raise ValueError(
-                f"need lr > 0 and 0 <= min_lr_ratio <= 1, got {self.lr}, {self.min_lr_ratio}"
+                f"need a finite lr > 0 and 0 <= min_lr_ratio <= 1, got {self.lr}, "
+                f"{self.min_lr_ratio}"
             )
+        if not (self.weight_decay >= 0 and all(0 <= b < 1 for b in self.betas)):
+            raise ValueError(
+                f"need weight_decay >= 0 and betas in [0, 1), got {self.weight_decay}, {self.betas}"
+            )
+        if self.decay_steps is not None and self.decay_steps < 1:
+            raise ValueError(f"decay_steps must be at least 1 or None, got {self.decay_steps}")
         horizon = self.steps if self.decay_steps is None else self.decay_steps
         if not 0 <= self.warmup_steps <= horizon:
             raise ValueError(

@@ -201,15 +201,8 @@ def check_continues(stored: dict | None, settings: dict, start: int, out: Path) 
     if stored is None:
         return None  # a checkpoint from before settings were kept: nothing to compare
     now = {"seed": settings["seed"], **(settings["identity"] or {}), **settings["train"]}
-    then = {"seed": stored["seed"], **(stored["identity"] or {}), **stored["train"]}
-    for name in sorted(set(now) | set(then)):
-        if name != "steps" and now.get(name) != then.get(name):
-            raise ValueError(
-                f"the run in {out} was started with {name}={then.get(name)!r}, and this resume "
-                f"asks for {name}={now.get(name)!r}; resume with the same {name}, or start a "
-                "new run in another folder"
-            )
-    steps, started = now["steps"], then["steps"]
+    then = {"seed": stored.get("seed"), **(stored.get("identity") or {}), **stored["train"]}
+    steps, started = now["steps"], then.get("steps")
     if steps < start:
         raise ValueError(
             f"the checkpoint in {out} is at step {start}, past steps={steps}: nothing to train; "
@@ -222,6 +215,14 @@ def check_continues(stored: dict | None, settings: dict, start: int, out: Path) 
             "Start runs that may grow with a fixed horizon (--lr-decay-steps), or resume with "
             f"steps={started}"
         )
+    # checked after steps, whose message explains the warmup a shorter --steps also changes
+    for name in sorted(set(now) | set(then)):
+        if name != "steps" and now.get(name) != then.get(name):
+            raise ValueError(
+                f"the run in {out} was started with {name}={then.get(name)!r}, and this resume "
+                f"asks for {name}={now.get(name)!r}; resume with the same {name}, or start a "
+                "new run in another folder"
+            )
     if steps != started:
         return (
             f"resuming to {steps} steps (started for {started}); the learning rate still "
