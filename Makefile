@@ -70,6 +70,7 @@ bench: install
 	$(BIN)/python benchmarks/shakespeare_char.py
 	$(BIN)/python benchmarks/numerics_profiles.py
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/gelu.py
 
 clean:
 	rm -rf _build
