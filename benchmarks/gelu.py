@@ -2,7 +2,7 @@
 
 GPT-2 (and so HF's GPT2LMHeadModel and lib's GPT) uses GELU's tanh approximation; nanoGPT's
 `model.py` uses the exact GELU (with erf), another function. This times PyTorch's kernel for
-each, and the tanh form written as HF's NewGELUActivation writes it, on one feed-forward
+each, and transformers' NewGELUActivation (the tanh form written out), on one feed-forward
 activation of the tiny throughput config (batch 12 x 64 tokens, 4 x 128 = 512 wide).
 
     python benchmarks/gelu.py          # CPU, 2 threads: results/gelu_cpu.json
@@ -12,22 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 
 import torch
 from common import ROOT, cpu_name, interleaved_medians
 from torch.nn import functional as F
-
-
-def hf_new_gelu(x: torch.Tensor) -> torch.Tensor:
-    """GELU's tanh approximation as transformers' NewGELUActivation computes it (its formula)."""
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3.0))))
-
+from transformers.activations import NewGELUActivation
 
 KINDS = {
     "tanh approximation, F.gelu (lib, GPT-2)": lambda x: F.gelu(x, approximate="tanh"),
-    "tanh approximation, written out (HF)": hf_new_gelu,
+    "tanh approximation, written out (HF)": NewGELUActivation(),
     "exact, F.gelu (nanoGPT)": F.gelu,
 }
 
