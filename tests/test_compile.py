@@ -7,6 +7,7 @@ import torch
 
 from lib.embedding import TokenEmbedding, check_token_ids
 from lib.generate import generate
+from lib.models.bert import BertConfig, BertForPreTraining
 from lib.models.gpt import GPT, GPTConfig, lm_loss
 from lib.models.transformer import Transformer, TransformerConfig
 from lib.train import RunConfig, TrainConfig, train
@@ -27,6 +28,15 @@ def test_gpt_and_transformer_trace_as_one_graph():
     transformer = Transformer(TransformerConfig(20, 20, 16, norm_first=True, **sizes))
     src, tgt = torch.randint(3, 20, (2, 7)), torch.randint(3, 20, (2, 5))
     explained = torch._dynamo.explain(transformer)(src, tgt)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
+def test_bert_traces_as_one_graph_with_padding():
+    config = BertConfig.preset("small", vocab_size=20, cls_id=1, sep_id=2, mask_id=3)
+    bert = BertForPreTraining(config).train()
+    ids, mask = torch.randint(4, 20, (2, 9)), torch.ones(2, 9, dtype=torch.long)
+    mask[1, 5:] = 0
+    explained = torch._dynamo.explain(bert)(ids, torch.zeros_like(ids), mask)
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
 
 
