@@ -22,6 +22,11 @@ def train_val_split(data, val_fraction: float = 0.1):
     return data[:cut], data[cut:]
 
 
+def batch_generator(seed: int, index: int) -> torch.Generator:
+    """The random generator of batch `index` of a run seeded `seed`: a function of the two alone."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + index) % 2**63)
+
+
 def lm_batches(
     ids: torch.Tensor, batch_size: int, seq_len: int, seed: int = 0
 ) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
@@ -42,7 +47,7 @@ def lm_batches(
     offsets = torch.arange(seq_len + 1)
 
     def batch(index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        generator = torch.Generator().manual_seed((seed * 1_000_003 + index) % 2**63)
+        generator = batch_generator(seed, index)
         starts = torch.randint(len(ids) - seq_len, (batch_size,), generator=generator)
         windows = ids[starts[:, None] + offsets]  # (batch, seq_len + 1)
         return windows[:, :-1], windows[:, 1:]

@@ -3,13 +3,14 @@
 This package is the one place in `lib` that knows Hugging Face's names
 (`transformer.h.0.attn.c_attn`, `n_embd`, ...); every other module uses the book's own. It holds
 one module per model family: `lib.hf.gpt2` (GPT-2), `lib.hf.bert` (BERT, and the pretrained
-all-MiniLM-L6-v2), and `lib.hf.llama` to follow. Each converter is one name map plus the few reshapes the two layouts need, and it drives
-both directions, so that the parity tests can load the same random weights into both
-implementations and compare logits, and a round trip gives back every tensor exactly.
+all-MiniLM-L6-v2), and `lib.hf.llama` to follow. Each converter is one name map plus the few
+reshapes the two layouts need, and it drives both directions, so that the parity tests can load
+the same random weights into both implementations and compare logits, and a round trip gives
+back every tensor exactly.
 
-`transformers` is an optional extra (`pip install -e '.[hf]'`); the converters import it only
-when called (`lib.hf.common.transformers_module`), so `import lib.hf` neither pays for it nor
-fails without it.
+`transformers` is an optional extra (`pip install -e '.[hf]'`); the converters import it only when
+called (`lib.hf.common.transformers_module`), so `import lib.hf` neither pays for it nor fails
+without it.
 """
 
 from lib.hf.bert import bert_config_from_hf, bert_config_to_hf, bert_from_hf, bert_to_hf
