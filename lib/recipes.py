@@ -14,7 +14,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lib.data import char_data, lm_batches, number_words_task
+from lib.data import (
+    BertSpecials,
+    char_data,
+    lm_batches,
+    load_text,
+    nsp_batches,
+    number_words_task,
+    train_val_split,
+)
+from lib.hf.bert import minilm_tokenizer
+from lib.models.bert import BertConfig, BertForPreTraining, bert_pretraining_loss
 from lib.models.gpt import GPT, GPTConfig, lm_loss
 from lib.models.transformer import Transformer, TransformerConfig, translation_loss
 from lib.train import Batch, LossFn, TrainConfig
@@ -119,4 +129,58 @@ def transformer(data: str | None = None, preset: str | None = None, seed: int = 
     )
 
 
-RECIPES: dict[str, Callable[..., Recipe]] = {"transformer": transformer, "gpt": gpt}
+# --- BERT: masked-LM and next-sentence pre-training on the lines of a corpus ------------------
+
+BERT_DATASETS = ("tinyshakespeare",)
+BERT_PRESETS = ("small", "medium")
+
+
+def bert_sentences(data: str, tokenizer) -> tuple[list[list[int]], list[list[int]]]:
+    """The non-empty lines of a corpus as WordPiece ids (no specials), split 90/10 by position.
+
+    A line is BERT's "sentence": next-sentence prediction asks whether one line follows another.
+    """
+    lines = [line for line in load_text(data).splitlines() if line.strip()]
+    ids = [e.ids for e in tokenizer.encode_batch(lines, add_special_tokens=False)]
+    return train_val_split([s for s in ids if s])
+
+
+def bert(data: str | None = None, preset: str | None = None, seed: int = 0) -> Recipe:
+    """A small BERT pre-trained from scratch, masked LM + next sentence, with MiniLM's WordPiece
+    vocabulary (so that chapter 8 fine-tunes it beside the pretrained MiniLM on equal terms)."""
+    data = data or BERT_DATASETS[0]
+    if data not in BERT_DATASETS:
+        raise KeyError(f"bert trains on {', '.join(BERT_DATASETS)}, not {data!r}")
+    preset = preset or ("small" if scale() == "small" else "medium")
+    if preset not in BERT_PRESETS:
+        raise KeyError(
+            f"unknown preset {preset!r}; the command line pre-trains the presets "
+            f"{', '.join(BERT_PRESETS)} (base and large are for loading weights)"
+        )
+    tokenizer = minilm_tokenizer()
+    train_sentences, val_sentences = bert_sentences(data, tokenizer)
+    config = BertConfig.preset(preset, vocab_size=tokenizer.get_vocab_size())
+    specials = BertSpecials(config.pad_id, config.cls_id, config.sep_id, config.mask_id)
+    torch.manual_seed(seed)
+    batch = dict(batch_size=32, seq_len=config.max_seq_len, specials=specials,
+                 vocab_size=config.vocab_size, seed=seed)  # fmt: skip
+    return Recipe(
+        model=BertForPreTraining(config),
+        loss_fn=bert_pretraining_loss,
+        batches=nsp_batches(train_sentences, **batch),
+        val_batches=nsp_batches(val_sentences, **batch),
+        config=TrainConfig(
+            steps=2000,
+            lr=1e-3 if preset == "small" else 5e-4,
+            warmup_steps=100,
+            weight_decay=0.01,  # BERT's (Devlin et al., appendix A.2), as is beta2 0.999
+            betas=(0.9, 0.999),
+            grad_clip=1.0,
+        ),
+        eval_every=250,
+        eval_batches=10,
+        identity={"model": "bert", "data": data, "preset": preset},
+    )
+
+
+RECIPES: dict[str, Callable[..., Recipe]] = {"transformer": transformer, "gpt": gpt, "bert": bert}

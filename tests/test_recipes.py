@@ -60,3 +60,21 @@ def test_transformer_recipe_trains_a_little():
     assert translation_loss(r.model, batch).item() < 0.7 * before
     with pytest.raises(KeyError, match="presets are small, base"):
         recipes.transformer(None, "huge")
+
+
+def test_bert_recipe_pretrains_with_minilms_vocabulary(monkeypatch):
+    monkeypatch.setenv("BOOK_SCALE", "small")
+    r = recipes.bert(None, None, seed=0)
+    c = r.model.config
+    assert r.identity == {"model": "bert", "data": "tinyshakespeare", "preset": "small"}
+    tokenizer = recipes.minilm_tokenizer()
+    assert c.vocab_size == tokenizer.get_vocab_size() == 30522
+    named = {name: tokenizer.token_to_id(f"[{name.removesuffix('_id').upper()}]")
+             for name in c.special_ids}  # fmt: skip
+    assert named == c.special_ids  # [PAD] 0, [CLS] 101, [SEP] 102, [MASK] 103
+    input_ids, types, mask, mlm_labels, nsp_labels = r.batches(0)
+    assert input_ids.shape == types.shape == mask.shape == mlm_labels.shape == (32, 64)
+    assert (input_ids[:, 0] == c.cls_id).all() and set(nsp_labels.tolist()) == {0, 1}
+    assert r.val_batches(0)[0].shape == (32, 64)
+    with pytest.raises(KeyError, match="base and large are for loading weights"):
+        recipes.bert(None, "base")

@@ -283,15 +283,21 @@ def classification_batches(
     batch_size: int,
     pad_id: int,
     seed: int = 0,
+    bucket: int = 1,
 ) -> Callable[[int], tuple[Tensor, Tensor, Tensor]]:
     """A function from batch index to (input_ids, attention_mask, labels), epoch by epoch.
 
-    Batch i is slice i % per_epoch of epoch e = i // per_epoch, where per_epoch is
+    Batch i is batch i % per_epoch of epoch e = i // per_epoch, where per_epoch is
     `batches_per_epoch(len(sequences), batch_size)` and epoch e visits the examples in a
     permutation drawn from a generator seeded by (seed, e); the remainder that fills no batch
     is left out of that epoch. input_ids and attention_mask are (batch, longest in the batch),
     labels (batch,), all long. Batch `i` depends only on `(seed, i)`.
+
+    `bucket` > 1 sorts each run of `bucket` batches of the permutation by length before cutting
+    it into batches, then shuffles the batches: each batch then holds inputs of about one length
+    and pads little, which for short sentences of mixed length saves most of the compute.
     """
+    check_positive_int("bucket", bucket)
     if len(sequences) != len(labels):
         raise ValueError(f"{len(sequences)} sequences but {len(labels)} labels; give one each")
     per_epoch = batches_per_epoch(len(sequences), batch_size)
@@ -301,13 +307,23 @@ def classification_batches(
             raise ValueError(f"sequence {k} is empty; an example needs at least one token")
     targets = torch.tensor([int(y) for y in labels], dtype=torch.long)
 
+    lengths = torch.tensor([len(s) for s in sequences])
+
     @lru_cache(maxsize=2)  # a function of the epoch alone, so caching keeps batches pure
-    def permutation(epoch: int) -> Tensor:
-        return torch.randperm(len(sequences), generator=batch_generator(seed, epoch))
+    def epoch_batches(epoch: int) -> list[Tensor]:
+        generator = batch_generator(seed, epoch)
+        order = torch.randperm(len(sequences), generator=generator)[: per_epoch * batch_size]
+        if bucket > 1:
+            runs = order.split(bucket * batch_size)
+            order = torch.cat([run[lengths[run].argsort(stable=True)] for run in runs])
+        batches = order.split(batch_size)
+        if bucket > 1:
+            batches = [batches[k] for k in torch.randperm(per_epoch, generator=generator)]
+        return list(batches)
 
     def batch(index: int) -> tuple[Tensor, Tensor, Tensor]:
         epoch, step = divmod(_check_index(index), per_epoch)
-        picks = permutation(epoch)[step * batch_size : (step + 1) * batch_size]
+        picks = epoch_batches(epoch)[step]
         input_ids, attention_mask = pad_batch([sequences[k] for k in picks.tolist()], pad_id)
         return input_ids, attention_mask, targets[picks]
 
