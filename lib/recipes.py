@@ -26,6 +26,7 @@ from lib.data import (
 from lib.hf.bert import minilm_tokenizer
 from lib.models.bert import BertConfig, BertForPreTraining, bert_pretraining_loss
 from lib.models.gpt import GPT, GPTConfig, lm_loss
+from lib.models.llama import Llama, LlamaConfig
 from lib.models.transformer import Transformer, TransformerConfig, translation_loss
 from lib.train import Batch, LossFn, TrainConfig
 from lib.utils import scale
@@ -45,7 +46,7 @@ class Recipe:
     identity: dict[str, str]  # what it trains (model, data, preset): a resume must name the same
 
 
-# --- GPT: nanoGPT's shakespeare_char recipe on a character corpus ------------------------------
+# --- GPT and LLaMA: nanoGPT's shakespeare_char recipe on a character corpus --------------------
 
 GPT_DATASETS = ("tinyshakespeare", "tang_poems")
 GPT_PRESETS = ("shakespeare-char", "shakespeare-char-full")
@@ -55,9 +56,23 @@ GPT_BATCH = {"shakespeare-char": (12, 20), "shakespeare-char-full": (64, 200)}
 
 def gpt(data: str | None = None, preset: str | None = None, seed: int = 0) -> Recipe:
     """A character-level GPT on a corpus, with nanoGPT's shakespeare_char settings."""
+    return _char_lm("gpt", data, preset, seed)
+
+
+def llama(data: str | None = None, preset: str | None = None, seed: int = 0) -> Recipe:
+    """A character-level LLaMA on a corpus, trained exactly as `gpt` trains GPT: chapter 9
+    compares the two at about equal size, on the same data and schedule."""
+    return _char_lm("llama", data, preset, seed)
+
+
+CHAR_MODELS = {"gpt": (GPT, GPTConfig), "llama": (Llama, LlamaConfig)}
+
+
+def _char_lm(model: str, data: str | None, preset: str | None, seed: int) -> Recipe:
+    """nanoGPT's shakespeare_char recipe for the decoder `model` ("gpt" or "llama")."""
     data = data or GPT_DATASETS[0]
     if data not in GPT_DATASETS:
-        raise KeyError(f"gpt trains on {', '.join(GPT_DATASETS)}, not {data!r}")
+        raise KeyError(f"{model} trains on {', '.join(GPT_DATASETS)}, not {data!r}")
     preset = preset or ("shakespeare-char" if scale() == "small" else "shakespeare-char-full")
     if preset not in GPT_PRESETS:
         raise KeyError(
@@ -65,11 +80,12 @@ def gpt(data: str | None = None, preset: str | None = None, seed: int = 0) -> Re
             f"{', '.join(GPT_PRESETS)}"
         )
     tokenizer, train_ids, val_ids = char_data(data)
-    config = GPTConfig.preset(preset, vocab_size=tokenizer.vocab_size)
+    model_class, config_class = CHAR_MODELS[model]
+    config = config_class.preset(preset, vocab_size=tokenizer.vocab_size)
     torch.manual_seed(seed)
     batch_size, eval_batches = GPT_BATCH[preset]
     return Recipe(
-        model=GPT(config),
+        model=model_class(config),
         loss_fn=lm_loss,
         batches=lm_batches(train_ids, batch_size, config.max_seq_len, seed=seed),
         val_batches=lm_batches(val_ids, batch_size, config.max_seq_len, seed=seed),
@@ -84,7 +100,7 @@ def gpt(data: str | None = None, preset: str | None = None, seed: int = 0) -> Re
         ),
         eval_every=250,
         eval_batches=eval_batches,
-        identity={"model": "gpt", "data": data, "preset": preset},
+        identity={"model": model, "data": data, "preset": preset},
     )
 
 
@@ -183,4 +199,9 @@ def bert(data: str | None = None, preset: str | None = None, seed: int = 0) -> R
     )
 
 
-RECIPES: dict[str, Callable[..., Recipe]] = {"transformer": transformer, "gpt": gpt, "bert": bert}
+RECIPES: dict[str, Callable[..., Recipe]] = {
+    "transformer": transformer,
+    "gpt": gpt,
+    "llama": llama,
+    "bert": bert,
+}

@@ -9,6 +9,7 @@ from lib.embedding import TokenEmbedding, check_token_ids
 from lib.generate import generate
 from lib.models.bert import BertConfig, BertForPreTraining
 from lib.models.gpt import GPT, GPTConfig, lm_loss
+from lib.models.llama import Llama, LlamaConfig
 from lib.models.transformer import Transformer, TransformerConfig
 from lib.train import RunConfig, TrainConfig, train
 
@@ -28,6 +29,14 @@ def test_gpt_and_transformer_trace_as_one_graph():
     transformer = Transformer(TransformerConfig(20, 20, 16, norm_first=True, **sizes))
     src, tgt = torch.randint(3, 20, (2, 7)), torch.randint(3, 20, (2, 5))
     explained = torch._dynamo.explain(transformer)(src, tgt)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
+def test_llama_traces_as_one_graph_with_gqa():
+    config = LlamaConfig(
+        vocab_size=20, max_seq_len=16, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=48
+    )
+    explained = torch._dynamo.explain(Llama(config))(torch.randint(20, (2, 9)))
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
 
 

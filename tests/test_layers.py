@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         ],
     ),
     ("models", ["lib.models.*"]),
-    ("runtime", ["lib.data.*", "lib.generate", "lib.train.*", "lib.hf.*"]),
+    ("runtime", ["lib.data.*", "lib.generate", "lib.train.*", "lib.hf.*", "lib.gguf"]),
     ("entry points", ["lib.recipes", "lib.cli", "lib.train.__main__"]),
 ]
 

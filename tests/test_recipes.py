@@ -5,6 +5,7 @@ import torch
 
 from lib import recipes
 from lib.models.gpt import GPTConfig
+from lib.models.llama import LlamaConfig
 from lib.models.transformer import translation_loss
 
 
@@ -73,8 +74,19 @@ def test_bert_recipe_pretrains_with_minilms_vocabulary(monkeypatch):
              for name in c.special_ids}  # fmt: skip
     assert named == c.special_ids  # [PAD] 0, [CLS] 101, [SEP] 102, [MASK] 103
     input_ids, types, mask, mlm_labels, nsp_labels = r.batches(0)
-    assert input_ids.shape == types.shape == mask.shape == mlm_labels.shape == (32, 64)
+    assert input_ids.shape == types.shape == mask.shape == mlm_labels.shape == (32, 32)
     assert (input_ids[:, 0] == c.cls_id).all() and set(nsp_labels.tolist()) == {0, 1}
-    assert r.val_batches(0)[0].shape == (32, 64)
+    assert r.val_batches(0)[0].shape == (32, 32)
     with pytest.raises(KeyError, match="base and large are for loading weights"):
         recipes.bert(None, "base")
+
+
+def test_llama_recipe_is_gpts_recipe_with_llamas_architecture(monkeypatch):
+    monkeypatch.setenv("BOOK_SCALE", "small")
+    llama, gpt = recipes.llama(None, None, seed=0), recipes.gpt(None, None, seed=0)
+    assert llama.model.config == LlamaConfig.preset("shakespeare-char")
+    assert llama.identity == {**gpt.identity, "model": "llama"}
+    assert llama.config == gpt.config and llama.eval_batches == gpt.eval_batches
+    assert all(torch.equal(a, b) for a, b in zip(llama.batches(3), gpt.batches(3), strict=True))
+    with pytest.raises(KeyError, match="llama trains on tinyshakespeare, tang_poems, not 'wiki'"):
+        recipes.llama("wiki", None)
