@@ -120,6 +120,8 @@ def test_too_long_input_says_what_to_change():
         (dict(d_ff=2.5), "d_ff must be a positive integer"),
         (dict(dropout=1.0), r"dropout must lie in \[0, 1\)"),
         (dict(norm_eps=0.0), "norm_eps must be positive"),
+        (dict(n_kv_heads=3), "n_heads=4 is not divisible by n_kv_heads=3"),
+        (dict(norm="batchnorm"), "norm='batchnorm' is unknown"),
     ],
 )
 def test_bad_configs_say_what_to_change(change, message):
@@ -162,7 +164,7 @@ def test_cli_trains_then_resumes(tmp_path):
 def test_config_varies_what_the_chapters_compare():
     base = dict(vocab_size=11, max_seq_len=8, d_model=16, n_layers=2, n_heads=2, dropout=0.0)
     x = torch.randint(11, (2, 8))
-    for positions in ("learned", "sinusoidal", "none"):
+    for positions in ("learned", "sinusoidal", "rope", "none"):
         model = GPT(GPTConfig(**base, positions=positions))
         assert model(x).shape == (2, 8, 11), positions
     assert GPT(GPTConfig(**base, positions="none")).pos_embed is None
@@ -172,5 +174,5 @@ def test_config_varies_what_the_chapters_compare():
     assert post.lm_head.weight is not post.tok_embed.weight
     with pytest.raises(ValueError, match="ffn='tanh' is unknown"):
         GPTConfig(**base, ffn="tanh")
-    with pytest.raises(ValueError, match="positions='rope' is unknown"):
-        GPTConfig(**base, positions="rope")
+    with pytest.raises(ValueError, match="positions='alibi' is unknown"):
+        GPTConfig(**base, positions="alibi")

@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from lib.generate import generate, make_kv_caches
-from lib.models.gpt import lm_loss
+from lib.models.gpt import GPT, GPTConfig, lm_loss
 from lib.models.llama import Llama, LlamaConfig
 from lib.rope import permute_to_meta
 from lib.utils import count_params
 
 transformers = pytest.importorskip("transformers")
+from lib.hf.gpt2 import gpt_config_to_hf  # noqa: E402
 from lib.hf.llama import (  # noqa: E402
     _name_map,
     llama_config_from_hf,
@@ -169,3 +170,19 @@ def test_errors_say_what_to_change():
     model = Llama(LlamaConfig.preset("shakespeare-char"))
     with pytest.raises(ValueError, match="max_seq_len=64, but the input reaches position 64"):
         model(torch.zeros(1, 65, dtype=torch.long))
+
+
+def test_gpt_with_llamas_changes_is_llama():
+    """Chapter 9's ablation ends at LLaMA: GPT with RMSNorm, RoPE, SwiGLU, GQA, no biases and
+    untied embeddings has Llama's parameters, name for name, and computes the same logits."""
+    llama_config = LlamaConfig.preset("shakespeare-char", n_kv_heads=2)
+    gpt_config = GPTConfig.preset(
+        "shakespeare-char", norm="rmsnorm", positions="rope", ffn="swiglu", n_kv_heads=2,
+        d_ff=llama_config.d_ff, norm_eps=llama_config.norm_eps, tie_embeddings=False,
+    )  # fmt: skip
+    llama, gpt = Llama(llama_config).eval(), GPT(gpt_config).eval()
+    gpt.load_state_dict(llama.state_dict())  # strict: the same names and shapes
+    x = torch.randint(0, 65, (2, 64))
+    assert torch.equal(gpt(x), llama(x))
+    with pytest.raises(ValueError, match="GPT2LMHeadModel cannot represent.*n_kv_heads=4"):
+        gpt_config_to_hf(gpt_config)

@@ -25,7 +25,12 @@ from lib.models.gpt import GPT, GPTConfig
 GPT2_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")  # both are GELU's tanh approximation
 
 # The GPTConfig fields that vary what GPT-2 fixes, at GPT-2's values.
-GPT2_ARCHITECTURE = {"norm_first": True, "ffn": "gelu_tanh", "positions": "learned"}
+GPT2_ARCHITECTURE = {
+    "norm_first": True,
+    "norm": "layernorm",
+    "ffn": "gelu_tanh",
+    "positions": "learned",
+}
 
 # (our name, HF's name) of the tensors outside the blocks; none is a Conv1D weight.
 _OUTSIDE_BLOCKS = (
@@ -103,6 +108,8 @@ def gpt_config_from_hf(hf_config) -> GPTConfig:
 def gpt_config_to_hf(config: GPTConfig):
     """The transformers GPT2Config of a GPTConfig; raises for what GPT-2 cannot represent."""
     bad = {name: need for name, need in GPT2_ARCHITECTURE.items() if getattr(config, name) != need}
+    if config.n_kv_heads != config.n_heads:
+        bad["n_kv_heads"] = config.n_heads  # GPT-2 has one key/value head per query head
     if bad:
         raise ValueError(
             f"this GPTConfig sets {', '.join(f'{n}={getattr(config, n)!r}' for n in bad)}, which "

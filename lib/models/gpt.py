@@ -25,11 +25,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from lib.attention import KVCache
-from lib.blocks import FFNS, DecoderBlock, make_norm
+from lib.blocks import FFNS, NORMS, DecoderBlock, make_norm
 from lib.embedding import LMHead, TokenEmbedding
 from lib.positions import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
+from lib.rope import RotaryEmbedding
 
-POSITIONS = ("learned", "sinusoidal", "none")
+POSITIONS = ("learned", "sinusoidal", "rope", "none")
 
 
 @dataclass
@@ -41,19 +42,33 @@ class GPTConfig:
     d_model: int = 768
     n_layers: int = 12
     n_heads: int = 12
+    n_kv_heads: int | None = None  # None: n_heads (multi-head attention); fewer: GQA, 1: MQA
     d_ff: int | None = None  # None: 4 * d_model, as in GPT-2
     dropout: float = 0.1
     norm_eps: float = 1e-5
     bias: bool = True  # biases in every Linear and LayerNorm (GPT-2 has them; nanoGPT drops them)
     tie_embeddings: bool = True  # the output layer reuses the token embedding (Press & Wolf 2017)
     norm_first: bool = True  # pre-norm, as GPT-2; False: post-norm, as the original Transformer
+    norm: str = "layernorm"  # or "rmsnorm", as LLaMA
     ffn: str = "gelu_tanh"  # any of lib.blocks.FFNS; GPT-2 uses GELU's tanh approximation
-    positions: str = "learned"  # "learned" (GPT-2), "sinusoidal" (Vaswani et al.) or "none"
+    positions: str = "learned"  # "learned" (GPT-2), "sinusoidal" (Vaswani et al.), "rope", "none"
+    rope_theta: float = 10000.0  # RoPE's base, used when positions="rope"
 
     def __post_init__(self):
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model
-        for name in ("vocab_size", "max_seq_len", "d_model", "n_layers", "n_heads", "d_ff"):
+        if self.n_kv_heads is None:
+            self.n_kv_heads = self.n_heads
+        names = (
+            "vocab_size",
+            "max_seq_len",
+            "d_model",
+            "n_layers",
+            "n_heads",
+            "n_kv_heads",
+            "d_ff",
+        )
+        for name in names:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -66,15 +81,17 @@ class GPTConfig:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}; 0 turns it off")
         if not self.norm_eps > 0:
             raise ValueError(f"norm_eps must be positive, got {self.norm_eps}; GPT-2 uses 1e-5")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(
+                f"n_heads={self.n_heads} is not divisible by n_kv_heads={self.n_kv_heads}; "
+                "choose n_kv_heads that divides n_heads"
+            )
+        if self.norm not in NORMS:
+            raise ValueError(f"norm={self.norm!r} is unknown; choose one of {NORMS}")
         if self.ffn not in FFNS:
             raise ValueError(f"ffn={self.ffn!r} is unknown; choose one of {FFNS}")
         if self.positions not in POSITIONS:
             raise ValueError(f"positions={self.positions!r} is unknown; choose one of {POSITIONS}")
-
-    @property
-    def n_kv_heads(self) -> int:
-        """GPT-2 gives every query head its own key/value head (plain multi-head attention)."""
-        return self.n_heads
 
     @property
     def head_dim(self) -> int:
@@ -116,8 +133,14 @@ class GPT(nn.Module):
         self.pos_embed = {
             "learned": LearnedPositionalEmbedding,
             "sinusoidal": SinusoidalPositionalEncoding,
+            "rope": lambda *_: None,  # RoPE rotates q and k inside attention instead
             "none": lambda *_: None,  # causal attention alone still tells positions apart
         }[c.positions](c.max_seq_len, c.d_model)
+        self.rope = (
+            RotaryEmbedding(c.head_dim, c.max_seq_len, c.rope_theta)
+            if c.positions == "rope"
+            else None
+        )
         self.dropout = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
             DecoderBlock(
@@ -127,8 +150,11 @@ class GPT(nn.Module):
                 dropout=c.dropout,
                 cross_attention=False,
                 norm_first=c.norm_first,  # GPT-2 moved the norm to each sublayer's input (§2.3)
+                norm=c.norm,
                 ffn=c.ffn,
+                n_kv_heads=c.n_kv_heads,
                 bias=c.bias,
+                rope=self.rope,
                 norm_eps=c.norm_eps,
             )
             for _ in range(c.n_layers)
@@ -136,7 +162,7 @@ class GPT(nn.Module):
         # A pre-norm stack leaves the residual stream unnormalized, so one more LayerNorm
         # follows it (GPT-2 §2.3); a post-norm stack already ends with a norm.
         self.final_norm = (
-            make_norm("layernorm", c.d_model, c.norm_eps, c.bias) if c.norm_first else nn.Identity()
+            make_norm(c.norm, c.d_model, c.norm_eps, c.bias) if c.norm_first else nn.Identity()
         )
         tie = self.tok_embed if c.tie_embeddings else None
         self.lm_head = LMHead(c.d_model, c.vocab_size, bias=False, tie_to=tie)
@@ -153,9 +179,9 @@ class GPT(nn.Module):
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, std=0.02)
-            elif isinstance(module, nn.LayerNorm):
+            elif isinstance(module, nn.LayerNorm | nn.RMSNorm):
                 nn.init.ones_(module.weight)
-                if module.bias is not None:
+                if getattr(module, "bias", None) is not None:
                     nn.init.zeros_(module.bias)
         # Each of the 2 L residual branches adds to the stream; scaling them keeps the variance
         # of the stream at the top about what it is at the bottom (GPT-2 §2.3).
