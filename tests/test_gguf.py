@@ -20,6 +20,7 @@ from lib.data import load_text  # noqa: E402
 from lib.generate import generate  # noqa: E402
 from lib.models.llama import Llama, LlamaConfig  # noqa: E402
 from lib.rope import permute_to_meta  # noqa: E402
+from lib.tokenizer import BPETokenizer, bytes_to_unicode  # noqa: E402
 
 T = gguf.GGMLQuantizationType
 CHAT = [{"role": "user", "content": "What is the capital of France?"}]
@@ -242,6 +243,26 @@ def test_tokenizer_equals_transformers(ours, hf_tokenizer):
         assert tok.encode(f"a{special}b").ids == [*tok.encode("a").ids, i, *tok.encode("b").ids]
     # Runs of spaces before a digit, where llama.cpp's "smollm" split would differ (see lib.gguf).
     assert tok.encode("a  5").tokens == ["a", "Ġ", "Ġ", "5"]
+
+
+def test_chapter_1_bpe_with_the_files_merges_gives_the_same_ids(reader, ours):
+    """The issue's question, answered: chapter 1's BPETokenizer, given SmolLM2's 48,900 merges
+    (and GPT-2's split, which SmolLM2's pre-tokenizer uses), segments text exactly as the
+    tokenizers-built one does; only the ids are numbered differently (bytes first)."""
+    _, tok = ours
+    tokens = reader.get_field("tokenizer.ggml.tokens").contents()
+    char_of = bytes_to_unicode()  # byte -> the printable character GPT-2's files write for it
+    our_id = {ch: b for b, ch in char_of.items()}
+    pairs = []
+    for merge in reader.get_field("tokenizer.ggml.merges").contents():
+        a, b = merge.split(" ")
+        pairs.append((our_id[a], our_id[b]))
+        our_id.setdefault(a + b, 256 + len(pairs) - 1)
+    bpe = BPETokenizer(pairs)
+    file_id = {token: i for i, token in enumerate(tokens)}
+    text = load_text("tinyshakespeare")[:3000] + MIXED.split("<|im_start|>")[0] + " x² _a_"
+    ids = [file_id["".join(char_of[b] for b in bpe.vocab[i])] for i in bpe.encode(text)]
+    assert ids == tok.encode(text).ids
 
 
 # --- Synthetic files: the untied path and the errors -----------------------------------------

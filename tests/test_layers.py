@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ),
     ("models", ["lib.models.*"]),
     ("runtime", ["lib.data.*", "lib.generate", "lib.train.*", "lib.hf.*", "lib.gguf"]),
-    ("entry points", ["lib.recipes", "lib.cli", "lib.train.__main__"]),
+    ("entry points", ["lib.recipes", "lib.ablation", "lib.cli", "lib.train.__main__"]),
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
