@@ -10,7 +10,14 @@ is converted with `lib.hf.gpt_to_hf`), has no dropout, and steps with the AdamW 
     lib, reference norms    every LayerNorm swapped for lib.norm.LayerNorm (from the definition)
     lib, unfused attention  MultiHeadAttention.fused = False: lib.attention.attention, by hand
     lib, for-loop AdamW     torch.optim.AdamW's loop over parameters instead of the fused kernel
+    lib, exact GELU         ffn="gelu": the erf GELU that nanoGPT uses, not GPT-2's tanh one
     hf                      GPT2LMHeadModel with the same weights and the fused AdamW
+    hf, tanh GELU kernel    HF's model with activation_function="gelu_pytorch_tanh": the same
+                            function as its default "gelu_new", in PyTorch's kernel, as lib runs it
+
+The two GELU rows separate the model from its activation: GPT-2's tanh GELU is a different
+function from the exact one, and on some CPUs PyTorch's kernel for it is much slower
+(benchmarks/gelu.py), so a model's speed depends on which GELU it computes as well as how.
 
 The variants are timed in turns within every repeat (so a noisy neighbour slows all alike),
 after warm-up steps, on a fixed number of threads; the report gives the median over repeats,
@@ -35,6 +42,7 @@ import torch
 from common import ROOT, cpu_name, interleaved_medians
 from torch import nn
 from torch.nn import functional as F
+from transformers.activations import ACT2FN
 
 from lib.hf import gpt_to_hf
 from lib.models.gpt import GPT, GPTConfig
@@ -50,12 +58,22 @@ VOCAB = 65  # Tiny Shakespeare's characters
 HYPER = TrainConfig(lr=1e-3)  # weight decay 0.1 on the matrices, betas (0.9, 0.95)
 
 
-def lib_gpt(size: str) -> GPT:
+def lib_gpt(size: str, ffn: str = "gelu_tanh") -> GPT:
     """lib's GPT of one size, seeded: every variant starts from these weights."""
     c = CONFIGS[size]
     torch.manual_seed(0)
     shape = dict(n_layers=c["n_layers"], n_heads=c["n_heads"], d_model=c["d_model"])
-    return GPT(GPTConfig(vocab_size=VOCAB, max_seq_len=c["seq"], dropout=0.0, **shape))
+    return GPT(GPTConfig(vocab_size=VOCAB, max_seq_len=c["seq"], dropout=0.0, ffn=ffn, **shape))
+
+
+def hf_gpt2(size: str, activation: str = "gelu_new") -> nn.Module:
+    """HF's GPT2LMHeadModel with lib_gpt's weights, its MLPs computing `activation`."""
+    hf = gpt_to_hf(lib_gpt(size))
+    hf.config.use_cache = False  # training: no key/value cache to build
+    hf.config.activation_function = activation
+    for block in hf.transformer.h:
+        block.mlp.act = ACT2FN[activation]
+    return hf
 
 
 def with_reference_norms(model: nn.Module) -> nn.Module:
@@ -83,14 +101,14 @@ def for_loop_adamw(model: nn.Module) -> torch.optim.Optimizer:
 def variants(size: str) -> dict[str, tuple[nn.Module, torch.optim.Optimizer, bool]]:
     """name -> (model in training mode, its optimizer, whether it is HF's)."""
     fused = partial(make_optimizer, config=HYPER)
-    hf = gpt_to_hf(lib_gpt(size))
-    hf.config.use_cache = False  # training: no key/value cache to build
     built = {
         "lib": (lib_gpt(size), fused, False),
         "lib, reference norms": (with_reference_norms(lib_gpt(size)), fused, False),
         "lib, unfused attention": (unfused_attention(lib_gpt(size)), fused, False),
         "lib, for-loop AdamW": (lib_gpt(size), for_loop_adamw, False),
-        "hf": (hf, fused, True),
+        "lib, exact GELU": (lib_gpt(size, ffn="gelu"), fused, False),
+        "hf": (hf_gpt2(size), fused, True),
+        "hf, tanh GELU kernel": (hf_gpt2(size, "gelu_pytorch_tanh"), fused, True),
     }
     return {name: (m.train(), opt(m), is_hf) for name, (m, opt, is_hf) in built.items()}
 
@@ -168,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     report = {
         "what": "tokens/s of forward + loss + backward + AdamW: lib's GPT, three of its fast "
-        "paths turned off one at a time, and HF's GPT2LMHeadModel",
+        "paths turned off one at a time, lib with the exact GELU, and HF's GPT2LMHeadModel "
+        "with its default GELU and with PyTorch's tanh GELU kernel",
         "device": f"cpu: {cpu_name()}, {args.threads} threads",
         "torch": torch.__version__,
         "python": platform.python_version(),
