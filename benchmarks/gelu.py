@@ -1,8 +1,9 @@
 """What the GELU a model computes costs on this machine: forward + backward of each kind.
 
 GPT-2 (and so HF's GPT2LMHeadModel and lib's GPT) uses GELU's tanh approximation; nanoGPT's
-`model.py` uses the exact GELU (with erf), another function. This times PyTorch's kernel for
-each, and transformers' NewGELUActivation (the tanh form written out), on one feed-forward
+`model.py` uses the exact GELU (with erf), another function. This times lib's TanhGELU (the
+tanh form through the sigmoid, what lib's GPT runs on the CPU), PyTorch's kernel for each
+function, and transformers' NewGELUActivation (the tanh form written out), on one feed-forward
 activation of the tiny throughput config (batch 12 x 64 tokens, 4 x 128 = 512 wide).
 
     python benchmarks/gelu.py          # CPU, 2 threads: results/gelu_cpu.json
@@ -19,8 +20,12 @@ from common import ROOT, cpu_name, interleaved_medians
 from torch.nn import functional as F
 from transformers.activations import NewGELUActivation
 
+from lib.feedforward import TanhGELU
+
+LIB = "tanh approximation, through the sigmoid (lib's TanhGELU, GPT-2)"
 KINDS = {
-    "tanh approximation, F.gelu (lib, GPT-2)": lambda x: F.gelu(x, approximate="tanh"),
+    LIB: TanhGELU(),
+    "tanh approximation, F.gelu (PyTorch's kernel)": lambda x: F.gelu(x, approximate="tanh"),
     "tanh approximation, written out (HF)": NewGELUActivation(),
     "exact, F.gelu (nanoGPT)": F.gelu,
 }
@@ -37,7 +42,7 @@ def main() -> None:
     grad = torch.randn_like(x)
     steps = {name: (lambda f=f: f(x).backward(grad)) for name, f in KINDS.items()}
     seconds = interleaved_medians(steps, args.repeats, torch.device("cpu"), warmup=5, inner=50)
-    base = seconds["tanh approximation, F.gelu (lib, GPT-2)"]
+    base = seconds[LIB]
     report = {
         "what": "microseconds of forward + backward of one GELU on a (768, 512) float32 tensor",
         "device": f"cpu: {cpu_name()}, 2 threads",

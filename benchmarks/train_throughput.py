@@ -6,18 +6,22 @@ backward, AdamW step, zeroed gradients. Every variant starts from the same weigh
 is converted with `lib.hf.gpt_to_hf`), has no dropout, and steps with the AdamW that
 `lib.train.make_optimizer` builds (its parameter groups, PyTorch's fused kernel):
 
-    lib                     lib's GPT as it trains by default: nn.LayerNorm, SDPA, fused AdamW
+    lib                     lib's GPT as it trains by default: nn.LayerNorm, SDPA, TanhGELU
+                            (GPT-2's GELU through the sigmoid), fused AdamW
     lib, reference norms    every LayerNorm swapped for lib.norm.LayerNorm (from the definition)
     lib, unfused attention  MultiHeadAttention.fused = False: lib.attention.attention, by hand
     lib, for-loop AdamW     torch.optim.AdamW's loop over parameters instead of the fused kernel
+    lib, tanh GELU kernel   TanhGELU swapped for nn.GELU(approximate="tanh"): the same function
+                            in PyTorch's kernel
     lib, exact GELU         ffn="gelu": the erf GELU that nanoGPT uses, not GPT-2's tanh one
     hf                      GPT2LMHeadModel with the same weights and the fused AdamW
     hf, tanh GELU kernel    HF's model with activation_function="gelu_pytorch_tanh": the same
                             function as its default "gelu_new", in PyTorch's kernel, as lib runs it
 
-The two GELU rows separate the model from its activation: GPT-2's tanh GELU is a different
-function from the exact one, and on some CPUs PyTorch's kernel for it is much slower
-(benchmarks/gelu.py), so a model's speed depends on which GELU it computes as well as how.
+The GELU rows separate the model from its activation: GPT-2's tanh GELU is a different
+function from the exact one, and PyTorch's CPU kernel for it is slower than the exact one's
+and than lib's TanhGELU (benchmarks/gelu.py), so a model's speed depends on which GELU it
+computes as well as how.
 
 The variants are timed in turns within every repeat (so a noisy neighbour slows all alike),
 after warm-up steps, on a fixed number of threads; the report gives the median over repeats,
@@ -93,6 +97,12 @@ def unfused_attention(model: GPT) -> GPT:
     return model
 
 
+def tanh_gelu_kernel(model: GPT) -> GPT:
+    for block in model.blocks:
+        block.ffn.act = nn.GELU(approximate="tanh")
+    return model
+
+
 def for_loop_adamw(model: nn.Module) -> torch.optim.Optimizer:
     groups = param_groups(model, HYPER.weight_decay)
     return torch.optim.AdamW(groups, lr=HYPER.lr, betas=HYPER.betas, fused=False, foreach=False)
@@ -106,6 +116,7 @@ def variants(size: str) -> dict[str, tuple[nn.Module, torch.optim.Optimizer, boo
         "lib, reference norms": (with_reference_norms(lib_gpt(size)), fused, False),
         "lib, unfused attention": (unfused_attention(lib_gpt(size)), fused, False),
         "lib, for-loop AdamW": (lib_gpt(size), for_loop_adamw, False),
+        "lib, tanh GELU kernel": (tanh_gelu_kernel(lib_gpt(size)), fused, False),
         "lib, exact GELU": (lib_gpt(size, ffn="gelu"), fused, False),
         "hf": (hf_gpt2(size), fused, True),
         "hf, tanh GELU kernel": (hf_gpt2(size, "gelu_pytorch_tanh"), fused, True),
@@ -185,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         profile(args.profile)
         return 0
     report = {
-        "what": "tokens/s of forward + loss + backward + AdamW: lib's GPT, three of its fast "
+        "what": "tokens/s of forward + loss + backward + AdamW: lib's GPT, four of its fast "
         "paths turned off one at a time, lib with the exact GELU, and HF's GPT2LMHeadModel "
         "with its default GELU and with PyTorch's tanh GELU kernel",
         "device": f"cpu: {cpu_name()}, {args.threads} threads",

@@ -1,15 +1,19 @@
 """Position-wise feed-forward networks: the Transformer's two-layer MLP (ReLU / GELU) and LLaMA's
-SwiGLU (Shazeer 2020), with LLaMA's rule for the hidden size."""
+SwiGLU (Shazeer 2020), with LLaMA's rule for the hidden size; last, GPT-2's GELU computed
+through the sigmoid on the CPU, where that is twice as fast as PyTorch's kernel."""
 
 from __future__ import annotations
 
+import math
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 ACTIVATIONS = {
     "relu": nn.ReLU,  # the original Transformer
     "gelu": nn.GELU,  # BERT
-    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),  # GPT-2's tanh approximation of GELU
+    "gelu_tanh": lambda: TanhGELU(),  # GPT-2's tanh approximation of GELU (at the end)
     "silu": nn.SiLU,  # ungated; LLaMA uses it as SwiGLU's gate
 }
 
@@ -74,3 +78,44 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.w2(F.silu(self.w1(x)) * self.w3(x))  # (..., d_model)
+
+
+# ---------------------------------------------------------------------------------------------
+# GPT-2's GELU, fast on the CPU. 0.5 (1 + tanh(z)) = sigmoid(2 z), so the tanh approximation
+#   0.5 x (1 + tanh(z)),  z = sqrt(2/pi) (x + 0.044715 x^3)      (Hendrycks & Gimpel 2016)
+# is x * sigmoid(2 z): the same function, written with a sigmoid. PyTorch's CPU kernel computes
+# an accurate tanh, which costs several times an exp; the sigmoid form, forward and backward
+# written out below, is faster than F.gelu(approximate="tanh") (benchmarks/gelu.py) and equal
+# to it within float32 rounding (tests/test_feedforward.py). It keeps the sigmoid for the
+# backward pass, one more saved tensor per layer: worth it on the CPU's small models. In other
+# dtypes and on other devices F.gelu's kernel runs (on a GPU it is one fused kernel).
+# ---------------------------------------------------------------------------------------------
+
+_A = 2 * math.sqrt(2 / math.pi)  # 2 z = _A * (x + _B * x^3)
+_B = 0.044715
+
+
+class _SigmoidGELU(torch.autograd.Function):
+    """x * sigmoid(2 z), with its derivative written out; saves x and the sigmoid."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        s = (x * x).mul_(_A * _B).add_(_A).mul_(x).sigmoid_()  # sigmoid(_A (x + _B x^3))
+        ctx.save_for_backward(x, s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        # d/dx x s = s + x s (1 - s) d(2z)/dx,  where d(2z)/dx = _A (1 + 3 _B x^2)
+        x, s = ctx.saved_tensors
+        u = (x * x).mul_(3 * _A * _B).add_(_A).mul_(x).mul_(s)  # x s d(2z)/dx
+        return u.addcmul_(s, u, value=-1).add_(s).mul_(grad)  # (u (1 - s) + s) grad
+
+
+class TanhGELU(nn.Module):
+    """GELU's tanh approximation (GPT-2's): F.gelu(x, approximate="tanh"), faster on the CPU."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+            return _SigmoidGELU.apply(x)
+        return F.gelu(x, approximate="tanh")
