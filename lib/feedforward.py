@@ -1,14 +1,10 @@
 """Position-wise feed-forward networks: the Transformer's two-layer MLP (ReLU / GELU) and LLaMA's
-SwiGLU (Shazeer 2020), with LLaMA's rule for the hidden size; last, GPT-2's GELU computed
-through the sigmoid on the CPU, where that is twice as fast as PyTorch's kernel."""
+SwiGLU (Shazeer 2020), LLaMA's rule for the hidden size, and GPT-2's GELU, fast on the CPU."""
 
 from __future__ import annotations
 
-import math
-
-import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor, autograd, nn
 
 ACTIVATIONS = {
     "relu": nn.ReLU,  # the original Transformer
@@ -87,15 +83,16 @@ class SwiGLU(nn.Module):
 # an accurate tanh, which costs several times an exp; the sigmoid form, forward and backward
 # written out below, is faster than F.gelu(approximate="tanh") (benchmarks/gelu.py) and equal
 # to it within float32 rounding (tests/test_feedforward.py). It keeps the sigmoid for the
-# backward pass, one more saved tensor per layer: worth it on the CPU's small models. In other
-# dtypes and on other devices F.gelu's kernel runs (on a GPU it is one fused kernel).
+# backward pass, one more saved tensor per layer: worth it on the CPU's small models. In float32
+# and float64 only (16-bit floats keep the kernel's float32 arithmetic) and on the CPU only (on
+# a GPU F.gelu is one fused kernel).
 # ---------------------------------------------------------------------------------------------
 
-_A = 2 * math.sqrt(2 / math.pi)  # 2 z = _A * (x + _B * x^3)
+_A = 1.5957691216057308  # 2 sqrt(2 / pi), so that 2 z = _A (x + _B x^3)
 _B = 0.044715
 
 
-class _SigmoidGELU(torch.autograd.Function):
+class _SigmoidGELU(autograd.Function):
     """x * sigmoid(2 z), with its derivative written out; saves x and the sigmoid."""
 
     @staticmethod
@@ -116,6 +113,6 @@ class TanhGELU(nn.Module):
     """GELU's tanh approximation (GPT-2's): F.gelu(x, approximate="tanh"), faster on the CPU."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        if x.device.type == "cpu" and x.is_floating_point() and x.element_size() >= 4:
             return _SigmoidGELU.apply(x)
         return F.gelu(x, approximate="tanh")
